@@ -1,0 +1,8 @@
+/**
+ * Tensor-manipulation operators, grouped by file: shape/data movement (shape-ops.ts), indexing
+ * (gather-scatter.ts), resampling (resize.ts) and Einsum (einsum.ts). This file only collects them.
+ */
+import type { OpSchema } from './registry.js';
+import { ops as shapeOps } from './shape-ops.js';
+
+export const ops: OpSchema[] = [...shapeOps];
