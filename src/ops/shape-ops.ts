@@ -184,15 +184,37 @@ const Size: OpSchema = {
 
 const Identity: OpSchema = { opType: 'Identity', half: 'native', run: (inputs) => [need(inputs, 0, 'input')] };
 
-/** Small deterministic PRNG (mulberry32) for training-mode Dropout masks. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
+/**
+ * Uniform [0, 1) doubles from MT19937 seeded like numpy's legacy `np.random.seed(int)`, drawn as
+ * `random_sample` does (53 bits from two words). Training-mode Dropout with a `seed` attribute thus
+ * draws the same mask as a numpy reference seeded the same way.
+ */
+export function mt19937Uniform(seed: number): () => number {
+  const mt = new Uint32Array(624);
+  mt[0] = seed >>> 0;
+  for (let i = 1; i < 624; i++) {
+    const p = mt[i - 1]! ^ (mt[i - 1]! >>> 30);
+    mt[i] = (Math.imul(1812433253, p) + i) >>> 0;
+  }
+  let k = 624;
+  const word = (): number => {
+    if (k >= 624) {
+      for (let i = 0; i < 624; i++) {
+        const y = (mt[i]! & 0x80000000) | (mt[(i + 1) % 624]! & 0x7fffffff);
+        mt[i] = mt[(i + 397) % 624]! ^ (y >>> 1) ^ (y & 1 ? 0x9908b0df : 0);
+      }
+      k = 0;
+    }
+    let y = mt[k++]!;
+    y ^= y >>> 11;
+    y ^= (y << 7) & 0x9d2c5680;
+    y ^= (y << 15) & 0xefc60000;
+    y ^= y >>> 18;
+    return y >>> 0;
+  };
   return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    const a = word() >>> 5, b = word() >>> 6;
+    return (a * 67108864 + b) / 9007199254740992;
   };
 }
 
@@ -220,7 +242,7 @@ const Dropout: OpSchema = {
     check(ratio >= 0 && ratio < 1, () => `Dropout ratio must be in [0, 1), got ${ratio}`);
     check(DTYPES[x.dtype].float, () => `Dropout needs a float input, got ${x.dtype}`);
     const seed = ctx.attrs.int('seed', (Math.random() * 2 ** 31) | 0);
-    const rand = rng(seed);
+    const rand = mt19937Uniform(seed);
     const out = alloc(ctx, x.dtype, x.shape);
     const mask = alloc(ctx, 'bool', x.shape);
     const X = x.data as Float32Array, Y = out.data as Float32Array, M = mask.data as Uint8Array;
