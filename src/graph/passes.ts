@@ -1,0 +1,132 @@
+/**
+ * Graph passes run when a session is created: model-specific rewrites first (registered by other
+ * modules, e.g. quant/ turns DequantizeLinear→Conv into an int8 Q8Conv), then constant folding and
+ * dead-node removal. A pass rewrites the model in place.
+ */
+import { Q8Error, toQ8Error } from '../core/errors.js';
+import { getOp } from '../ops/registry.js';
+import { invokeKernel, makeContext } from '../runtime/invoke.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Graph, Model, Node } from './ir.js';
+
+export interface GraphPass {
+  readonly name: string;
+  run(model: Model): void;
+}
+
+const REWRITES: GraphPass[] = [];
+
+/** Register a rewrite that runs before folding on every session (idempotent registration by name). */
+export function registerRewrite(p: GraphPass): void {
+  if (!REWRITES.some((q) => q.name === p.name)) REWRITES.push(p);
+}
+
+export function opsetOf(model: Model, domain: string): number {
+  return model.opsets.get(domain) ?? (domain === 'q8' ? 1 : 0);
+}
+
+/** Check every node names a registered operator; unknown ones fail with node and op named. */
+export function checkOperators(model: Model): void {
+  for (const n of model.graph.nodes) {
+    if (!getOp(n.domain, n.opType)) {
+      const op = n.domain ? `${n.domain}.${n.opType}` : n.opType;
+      throw new Q8Error(`operator ${op} is not supported by q8`, { file: model.source, node: n.name, opType: n.opType });
+    }
+  }
+}
+
+/**
+ * Order nodes so each runs after its producers (ONNX requires this order already; some exporters
+ * break it). Fails on cycles and on inputs nothing produces.
+ */
+export function sortTopologically(model: Model): void {
+  const g = model.graph;
+  const ctx = (n: Node) => ({ file: model.source, node: n.name, opType: n.opType });
+  const available = new Set<string>(['', ...g.inputs.map((i) => i.name), ...g.initializers.keys()]);
+  const producer = new Map<string, number>();
+  g.nodes.forEach((n, k) => {
+    for (const o of n.outputs) {
+      if (!o) continue;
+      if (producer.has(o) || available.has(o)) throw new Q8Error(`value '${o}' is produced twice`, ctx(n));
+      producer.set(o, k);
+    }
+  });
+  // Kahn's algorithm, preferring file order (iterative: no recursion depth limit on long chains).
+  const pending = new Int32Array(g.nodes.length);
+  const users: number[][] = g.nodes.map(() => []);
+  g.nodes.forEach((n, k) => {
+    for (const i of new Set(n.inputs)) {
+      if (available.has(i)) continue;
+      const p = producer.get(i);
+      if (p === undefined) throw new Q8Error(`input '${i}' is not produced by any node, graph input or initializer`, ctx(n));
+      pending[k]++;
+      users[p]!.push(k);
+    }
+  });
+  const ready: number[] = [];
+  for (let k = g.nodes.length - 1; k >= 0; k--) if (pending[k] === 0) ready.push(k);
+  const order: Node[] = [];
+  while (ready.length) {
+    const k = ready.pop()!;
+    order.push(g.nodes[k]!);
+    const us = users[k]!;
+    for (let j = us.length - 1; j >= 0; j--) if (--pending[us[j]!] === 0) ready.push(us[j]!);
+  }
+  if (order.length !== g.nodes.length) {
+    const stuck = g.nodes.find((_, k) => pending[k]! > 0)!;
+    throw new Q8Error('the graph has a cycle', ctx(stuck));
+  }
+  g.nodes = order;
+}
+
+/** Remove nodes whose outputs no graph output needs. */
+export function removeDeadNodes(model: Model): void {
+  const g = model.graph;
+  const needed = new Set(g.outputs.map((o) => o.name));
+  const keep: Node[] = [];
+  for (let i = g.nodes.length - 1; i >= 0; i--) {
+    const n = g.nodes[i]!;
+    if (n.outputs.some((o) => needed.has(o))) {
+      keep.push(n);
+      for (const x of n.inputs) if (x) needed.add(x);
+    }
+  }
+  g.nodes = keep.reverse();
+  for (const k of [...g.initializers.keys()]) if (!needed.has(k)) g.initializers.delete(k);
+}
+
+/** Evaluate nodes whose inputs are all constants, replacing them by initializers. */
+export function foldConstants(model: Model, maxElements = 1 << 24): void {
+  const g: Graph = model.graph;
+  const feedable = new Set(g.inputs.map((i) => i.name)); // an input with an initializer can still be fed
+  const isConst = (name: string) => name === '' || (g.initializers.has(name) && !feedable.has(name));
+  const outputs = new Set(g.outputs.map((o) => o.name));
+  const keep: Node[] = [];
+  for (const n of g.nodes) {
+    const schema = getOp(n.domain, n.opType);
+    if (!schema || !n.inputs.every(isConst) || n.outputs.some((o) => outputs.has(o) && !o)) {
+      keep.push(n);
+      continue;
+    }
+    let outs: Tensor[];
+    try {
+      const inputs = n.inputs.map((i) => (i ? g.initializers.get(i) : undefined));
+      outs = invokeKernel(schema, schema.run, inputs, makeContext(n, opsetOf(model, n.domain)));
+    } catch (e) {
+      throw toQ8Error(e, { file: model.source, node: n.name, opType: n.opType });
+    }
+    if (outs.some((t) => t && t.size > maxElements)) { keep.push(n); continue; }
+    n.outputs.forEach((o, k) => { if (o && outs[k]) g.initializers.set(o, outs[k]!); });
+  }
+  g.nodes = keep;
+}
+
+/** The standard pipeline, in order. */
+export function optimize(model: Model, opts: { fold?: boolean } = {}): void {
+  checkOperators(model);
+  sortTopologically(model);
+  for (const p of REWRITES) p.run(model);
+  checkOperators(model);
+  if (opts.fold !== false) foldConstants(model);
+  removeDeadNodes(model);
+}

@@ -1,0 +1,66 @@
+/**
+ * Reuse of intermediate tensor memory between nodes and between runs. Buffers handed out by the
+ * pool are tracked by their ArrayBuffer; a buffer returns to the pool only when no live value uses
+ * it any more (Reshape/Identity outputs share their input's storage) and it was not given to the
+ * caller as a graph output.
+ */
+import { DTYPES, type DType, type TypedArray } from '../core/dtype.js';
+import { sizeOf, type Shape } from '../core/shape.js';
+import { Tensor } from '../tensor/tensor.js';
+import type { Allocator } from './invoke.js';
+
+export class BufferPool implements Allocator {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  private readonly owned = new WeakSet<ArrayBuffer>();
+  private readonly refs = new Map<ArrayBuffer, number>();
+  /** Bytes currently held for reuse. */
+  heldBytes = 0;
+
+  alloc(dtype: DType, shape: Shape): Tensor {
+    const info = DTYPES[dtype];
+    const n = sizeOf(shape);
+    if (dtype === 'string' || n === 0) return Tensor.zeros(dtype, shape);
+    const bytes = n * info.bytes;
+    const list = this.free.get(bytes);
+    let buf = list?.pop();
+    if (buf) {
+      this.heldBytes -= bytes;
+      new Uint8Array(buf).fill(0);
+    } else {
+      buf = new ArrayBuffer(bytes);
+      this.owned.add(buf);
+    }
+    return new Tensor(dtype, shape, info.view!(buf, 0, n));
+  }
+
+  /** A value now refers to this tensor's storage. */
+  retain(t: Tensor): void {
+    const b = bufferOf(t);
+    if (b && this.owned.has(b)) this.refs.set(b, (this.refs.get(b) ?? 0) + 1);
+  }
+
+  /** A value that referred to this tensor's storage is dead. */
+  release(t: Tensor): void {
+    const b = bufferOf(t);
+    if (!b || !this.owned.has(b)) return;
+    const c = (this.refs.get(b) ?? 1) - 1;
+    if (c > 0) { this.refs.set(b, c); return; }
+    this.refs.delete(b);
+    const list = this.free.get(b.byteLength) ?? [];
+    list.push(b);
+    this.free.set(b.byteLength, list);
+    this.heldBytes += b.byteLength;
+  }
+
+  /** The caller keeps this tensor: its storage never comes back to the pool. */
+  disown(t: Tensor): void {
+    const b = bufferOf(t);
+    if (b && this.owned.has(b)) { this.owned.delete(b); this.refs.delete(b); }
+  }
+}
+
+function bufferOf(t: Tensor): ArrayBuffer | undefined {
+  if (Array.isArray(t.data)) return undefined;
+  const buf = (t.data as TypedArray).buffer;
+  return buf instanceof ArrayBuffer ? buf : undefined;
+}

@@ -1,0 +1,204 @@
+/**
+ * A Session runs one model: it validates and optimises the graph once (operator check, topological
+ * order, quantized-pattern rewrites, constant folding, dead-node removal), compiles each node to the
+ * active backend's fast kernel where one applies (packing weights once), and plans when each
+ * intermediate value dies so its memory is reused.
+ *
+ *   const s = Session.create(loadOnnxFile('model.onnx'));
+ *   const { logits } = s.runSync({ input: Tensor.from('float32', [1, 1, 28, 28], pixels) });
+ */
+import { Q8Error, toQ8Error } from '../core/errors.js';
+import { feedInputs, type Model, type Node, type ValueInfo } from '../graph/ir.js';
+import { opsetOf, optimize } from '../graph/passes.js';
+import { getBackend, resolveBackend, type BackendChoice, type BackendName } from '../kernels/registry.js';
+import '../ops/index.js';
+import { getOp, type Kernel, type OpSchema } from '../ops/registry.js';
+import { Tensor } from '../tensor/tensor.js';
+import { invokeKernel, makeContext } from './invoke.js';
+import { BufferPool } from './pool.js';
+
+export interface SessionOptions {
+  /** Kernel backend: 'auto' (default) picks native, then wasm, then the TypeScript reference. */
+  backend?: BackendChoice;
+  /** Threads for backends that use them (default: all cores). */
+  threads?: number;
+  /** Run graph optimisations (default true). Turn off to run the graph exactly as stored. */
+  optimize?: boolean;
+}
+
+interface Step {
+  node: Node;
+  schema: OpSchema;
+  run: Kernel;
+  fast: boolean;
+  opset: number;
+  inputs: number[]; // value slots, -1 for omitted
+  outputs: number[];
+  /** Slots whose last use is this step. */
+  frees: number[];
+}
+
+export type Feeds = Record<string, Tensor>;
+
+export class Session {
+  readonly inputs: readonly ValueInfo[];
+  readonly outputs: readonly ValueInfo[];
+  readonly backend: BackendName;
+  private readonly steps: Step[];
+  private readonly slotOf = new Map<string, number>();
+  private readonly constants: (Tensor | undefined)[];
+  private readonly pool = new BufferPool();
+  private readonly source: string | undefined;
+  private readonly defaults = new Map<string, Tensor>();
+
+  private constructor(readonly model: Model, opts: SessionOptions) {
+    this.source = model.source;
+    if (opts.optimize !== false) optimize(model);
+    else optimize(model, { fold: false });
+    const g = model.graph;
+    this.inputs = feedInputs(g);
+    for (const i of g.inputs) { const d = g.initializers.get(i.name); if (d) this.defaults.set(i.name, d); }
+    this.outputs = g.outputs;
+    this.backend = resolveBackend(opts.backend ?? 'auto');
+    const backend = getBackend(this.backend);
+    if (this.backend !== 'ref' && !backend?.available()) throw new Q8Error(`backend '${this.backend}' is not available on this machine`);
+    if (opts.threads && backend?.setThreads) backend.setThreads(opts.threads);
+
+    const slot = (name: string) => {
+      let s = this.slotOf.get(name);
+      if (s === undefined) { s = this.slotOf.size; this.slotOf.set(name, s); }
+      return s;
+    };
+    for (const i of g.inputs) slot(i.name);
+    for (const k of g.initializers.keys()) slot(k);
+    const fed = new Set(g.inputs.map((i) => i.name));
+    this.steps = g.nodes.map((node) => {
+      const schema = getOp(node.domain, node.opType)!;
+      const opset = opsetOf(model, node.domain);
+      const consts = node.inputs.map((i) => (i && !fed.has(i) ? g.initializers.get(i) : undefined));
+      let run: Kernel = schema.run;
+      let fast = false;
+      for (const fk of backend?.kernels ?? []) {
+        if (fk.opType !== node.opType || (fk.domain ?? '') !== node.domain) continue;
+        try {
+          const k = fk.compile({ node, consts, opset, threads: opts.threads ?? 0 });
+          if (k) { run = k; fast = true; break; }
+        } catch (e) {
+          throw toQ8Error(e, { file: this.source, node: node.name, opType: node.opType });
+        }
+      }
+      return {
+        node, schema, run, fast, opset,
+        inputs: node.inputs.map((i) => (i ? slot(i) : -1)),
+        outputs: node.outputs.map((o) => (o ? slot(o) : -1)),
+        frees: [],
+      };
+    });
+    for (const o of g.outputs) slot(o.name);
+    this.constants = new Array(this.slotOf.size);
+    for (const [k, t] of g.initializers) this.constants[this.slotOf.get(k)!] = t;
+    // Liveness: a slot dies after its last reader, unless it is a graph output or a constant.
+    const keep = new Set(g.outputs.map((o) => this.slotOf.get(o.name)!));
+    const last = new Map<number, number>();
+    this.steps.forEach((s, k) => {
+      for (const i of s.inputs) if (i >= 0) last.set(i, k);
+      for (const o of s.outputs) if (o >= 0 && !last.has(o)) last.set(o, k); // unused outputs die at once
+    });
+    for (const i of g.inputs) keep.add(this.slotOf.get(i.name)!);
+    for (const [slotId, k] of last) {
+      if (keep.has(slotId) || this.constants[slotId]) continue;
+      this.steps[k]!.frees.push(slotId);
+    }
+  }
+
+  static create(model: Model, opts: SessionOptions = {}): Session {
+    return new Session(model, opts);
+  }
+
+  /** How many nodes run a fast kernel vs the reference one. */
+  get kernelSummary(): { fast: number; reference: number } {
+    const fast = this.steps.filter((s) => s.fast).length;
+    return { fast, reference: this.steps.length - fast };
+  }
+
+  /** Run synchronously on the calling thread. */
+  runSync(feeds: Feeds, outputNames?: readonly string[]): Record<string, Tensor> {
+    const values: (Tensor | undefined)[] = this.constants.slice();
+    for (const [name, def] of this.defaults) values[this.slotOf.get(name)!] = def;
+    this.bindFeeds(feeds, values);
+    const pool = this.pool;
+    for (const step of this.steps) {
+      const ins = step.inputs.map((s) => (s >= 0 ? values[s] : undefined));
+      for (let k = 0; k < ins.length; k++) {
+        if (step.inputs[k]! >= 0 && !ins[k]) {
+          throw new Q8Error(`input '${step.node.inputs[k]}' has no value`, { file: this.source, node: step.node.name, opType: step.node.opType });
+        }
+      }
+      let outs: Tensor[];
+      try {
+        outs = invokeKernel(step.schema, step.run, ins, makeContext(step.node, step.opset, pool));
+      } catch (e) {
+        throw toQ8Error(e, { file: this.source, node: step.node.name, opType: step.node.opType });
+      }
+      step.outputs.forEach((s, k) => {
+        if (s < 0) return;
+        const t = outs[k];
+        if (!t) throw new Q8Error(`produced no output #${k} ('${step.node.outputs[k]}')`, { file: this.source, node: step.node.name, opType: step.node.opType });
+        values[s] = t;
+        pool.retain(t);
+      });
+      for (const s of step.frees) {
+        const t = values[s];
+        if (t) { pool.release(t); values[s] = undefined; }
+      }
+    }
+    const names = outputNames ?? this.outputs.map((o) => o.name);
+    const result: Record<string, Tensor> = {};
+    for (const n of names) {
+      const s = this.slotOf.get(n);
+      const t = s === undefined ? undefined : values[s];
+      if (!t) throw new Q8Error(`'${n}' is not an output of this model`, { file: this.source });
+      pool.disown(t);
+      result[n] = t;
+    }
+    return result;
+  }
+
+  /** Run and resolve with the outputs (see also the worker-backed runner in src/runtime/worker.ts). */
+  async run(feeds: Feeds, outputNames?: readonly string[]): Promise<Record<string, Tensor>> {
+    return this.runSync(feeds, outputNames);
+  }
+
+  private bindFeeds(feeds: Feeds, values: (Tensor | undefined)[]): void {
+    const known = new Set(this.model.graph.inputs.map((i) => i.name));
+    for (const name of Object.keys(feeds)) {
+      if (!known.has(name)) {
+        throw new Q8Error(`'${name}' is not an input of this model (inputs: ${this.inputs.map((i) => i.name).join(', ')})`, { file: this.source });
+      }
+    }
+    for (const info of this.model.graph.inputs) {
+      const t = feeds[info.name];
+      if (!t) {
+        if (this.defaults.has(info.name)) continue;
+        throw new Q8Error(`missing input '${info.name}'${describe(info)}`, { file: this.source });
+      }
+      if (!(t instanceof Tensor)) throw new Q8Error(`input '${info.name}' must be a Tensor`, { file: this.source });
+      if (info.dtype && t.dtype !== info.dtype) {
+        throw new Q8Error(`input '${info.name}' must be ${info.dtype}, got ${t.dtype}`, { file: this.source });
+      }
+      if (info.shape) {
+        const ok = info.shape.length === t.rank && info.shape.every((d, k) => typeof d !== 'number' || d === t.shape[k]);
+        if (!ok) throw new Q8Error(`input '${info.name}' must have shape ${fmtShape(info.shape)}, got [${t.shape.join(',')}]`, { file: this.source });
+      }
+      values[this.slotOf.get(info.name)!] = t;
+    }
+  }
+}
+
+function fmtShape(s: readonly (number | string | null)[]): string {
+  return `[${s.map((d) => (d === null ? '?' : d)).join(',')}]`;
+}
+
+function describe(v: ValueInfo): string {
+  return v.dtype || v.shape ? ` (${v.dtype ?? '?'} ${v.shape ? fmtShape(v.shape) : ''})` : '';
+}
