@@ -4,5 +4,6 @@
  */
 import type { OpSchema } from './registry.js';
 import { ops as shapeOps } from './shape-ops.js';
+import { ops as gatherScatter } from './gather-scatter.js';
 
-export const ops: OpSchema[] = [...shapeOps];
+export const ops: OpSchema[] = [...shapeOps, ...gatherScatter];
