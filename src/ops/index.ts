@@ -5,11 +5,12 @@
 import { registerOps } from './registry.js';
 import { ops as elementwise } from './elementwise.js';
 import { ops as reduce } from './reduce.js';
+import { ops as normalization } from './normalization.js';
 import { ops as tensorOps } from './tensor-ops.js';
 import { ops as nn } from './nn.js';
 import { ops as rnn } from './rnn.js';
 import { ops as quantLinear } from './quantize-linear.js';
 
-registerOps([...elementwise, ...reduce, ...tensorOps, ...nn, ...rnn, ...quantLinear]);
+registerOps([...elementwise, ...reduce, ...normalization, ...tensorOps, ...nn, ...rnn, ...quantLinear]);
 
 export { getOp, listOps } from './registry.js';
