@@ -5,5 +5,6 @@
 import type { OpSchema } from './registry.js';
 import { ops as shapeOps } from './shape-ops.js';
 import { ops as gatherScatter } from './gather-scatter.js';
+import { ops as resize } from './resize.js';
 
-export const ops: OpSchema[] = [...shapeOps, ...gatherScatter];
+export const ops: OpSchema[] = [...shapeOps, ...gatherScatter, ...resize];
