@@ -1,0 +1,520 @@
+// N-API glue: cpuid dispatch, thread pool, weight packing, and the synchronous entry points.
+// Compiled for baseline x86-64 (no -m flags) so the module loads on any CPU; the vector kernels
+// live in per-ISA translation units and are only called when cpuid says they can run.
+#include <node_api.h>
+#include <atomic>
+#include <condition_variable>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+#include "common.h"
+
+namespace q8 {
+
+// ---------------------------------------------------------------- cpuid
+enum Isa { kScalar = 0, kAvx2 = 1, kAvxVnni = 2, kAvx512Vnni = 3 };
+static const char* kIsaNames[] = {"scalar", "avx2", "avxvnni", "avx512vnni"};
+
+static Isa detect() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return kScalar;
+  bool fma = c & (1u << 12), osxsave = c & (1u << 27);
+  if (!osxsave) return kScalar;
+  unsigned xlo, xhi;
+  __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+  bool ymm_os = (xlo & 0x6) == 0x6, zmm_os = (xlo & 0xe6) == 0xe6;
+  if (__get_cpuid_max(0, nullptr) < 7) return kScalar;
+  __cpuid_count(7, 0, a, b, c, d);
+  bool avx2 = b & (1u << 5), f = b & (1u << 16), bw = b & (1u << 30), vl = b & (1u << 31);
+  bool vnni512 = c & (1u << 11);
+  unsigned a1, b1, c1, d1;
+  __cpuid_count(7, 1, a1, b1, c1, d1);
+  bool avxvnni = a1 & (1u << 4);
+  if (!(ymm_os && avx2 && fma)) return kScalar;
+  if (zmm_os && f && bw && vl && vnni512) return kAvx512Vnni;
+  if (avxvnni) return kAvxVnni;
+  return kAvx2;
+#else
+  return kScalar;
+#endif
+}
+
+static Isa g_best = detect();
+static std::atomic<int> g_isa{(int)g_best};
+
+static const Kernels& K() {
+  switch (g_isa.load()) {
+    case kAvx512Vnni: return kern_avx512vnni;
+    case kAvxVnni: return kern_avxvnni;
+    case kAvx2: return kern_avx2;
+    default: return kern_scalar;
+  }
+}
+
+// Forcing an ISA above what the CPU has silently keeps the best available one.
+static int set_isa(const std::string& name) {
+  for (int i = 0; i < 4; i++)
+    if (name == kIsaNames[i]) { g_isa = i <= (int)g_best ? i : (int)g_best; return 1; }
+  return 0;
+}
+
+// ---------------------------------------------------------------- scratch + pool
+void* Scratch::get(size_t bytes) {
+  if (bytes > n) {
+    std::free(p);
+    n = (bytes + 4095) & ~size_t(4095);
+    p = std::aligned_alloc(64, n);
+  }
+  return p;
+}
+Scratch::~Scratch() { std::free(p); }
+
+constexpr int kSlots = 4;
+
+struct Pool {
+  std::vector<std::thread> workers;
+  std::vector<Scratch> scratch;  // [thread][slot]
+  int nthreads = 1;
+  std::mutex m;
+  std::condition_variable cv, done;
+  uint64_t gen = 0;
+  bool stop = false;
+  TaskFn fn = nullptr;
+  void* ctx = nullptr;
+  int ntasks = 0;
+  std::atomic<int> next{0};
+  int busy = 0;
+  std::mutex call;  // one parallel region at a time (JS main thread and workers share the pool)
+
+  void run_tasks(int th) {
+    for (int t; (t = next.fetch_add(1)) < ntasks;) fn(ctx, t, th);
+  }
+  void worker(int th) {
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(m);
+        cv.wait(lk, [&] { return stop || gen != seen; });
+        if (stop) return;
+        seen = gen;
+      }
+      run_tasks(th);
+      std::lock_guard<std::mutex> lk(m);
+      if (--busy == 0) done.notify_one();
+    }
+  }
+  void start(int n) {
+    nthreads = n < 1 ? 1 : n;
+    scratch.resize((size_t)nthreads * kSlots);
+    stop = false;
+    for (int i = 1; i < nthreads; i++) workers.emplace_back([this, i] { worker(i); });
+  }
+  void finish() {
+    { std::lock_guard<std::mutex> lk(m); stop = true; }
+    cv.notify_all();
+    for (auto& t : workers) t.join();
+    workers.clear();
+  }
+};
+
+static Pool& pool() {
+  static Pool* p = [] {
+    auto* q = new Pool();  // never destroyed: worker threads may outlive module unload order
+    unsigned hc = std::thread::hardware_concurrency();
+    q->start(hc ? (int)hc : 1);
+    return q;
+  }();
+  return *p;
+}
+
+int pool_threads() { return pool().nthreads; }
+Scratch& scratch(int thread, int which) { return pool().scratch[(size_t)thread * kSlots + which]; }
+
+void parallel_for(int n, TaskFn fn, void* ctx) {
+  Pool& p = pool();
+  if (n <= 0) return;
+  if (p.nthreads == 1 || n == 1) {
+    for (int t = 0; t < n; t++) fn(ctx, t, 0);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lk(p.m);
+    p.fn = fn; p.ctx = ctx; p.ntasks = n; p.next = 0;
+    p.busy = p.nthreads - 1;
+    p.gen++;
+  }
+  p.cv.notify_all();
+  p.run_tasks(0);
+  std::unique_lock<std::mutex> lk(p.m);
+  p.done.wait(lk, [&] { return p.busy == 0; });
+}
+
+static void set_threads(int n) {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> g(p.call);
+  if (n < 1) n = 1;
+  if (n > 256) n = 256;
+  if (n == p.nthreads) return;
+  p.finish();
+  p.start(n);
+}
+
+// ---------------------------------------------------------------- packing
+static int combined_block(int K, int wb, int ab) {
+  if (wb && ab) return std::min(wb, ab);
+  if (wb) return wb;
+  if (ab) return ab;
+  return K;
+}
+
+static PackQ8Gemm* pack_q8_gemm(const int8_t* W, const float* S, int N, int K, int wblock, int ablock) {
+  auto* P = new PackQ8Gemm();
+  P->N = N; P->K = K; P->K4 = (K + 3) / 4; P->npanel = (N + kNR - 1) / kNR;
+  P->wblock = wblock; P->ablock = ablock; P->cblock = combined_block(K, wblock, ablock);
+  P->ncb = (K + P->cblock - 1) / P->cblock;
+  P->nwb = wblock ? (K + wblock - 1) / wblock : 1;
+  P->w.assign((size_t)P->npanel * P->K4 * kNR * 4, 0);
+  P->init.assign((size_t)P->npanel * P->ncb * kNR, 0);
+  P->zinit.assign(P->init.size(), 0);
+  P->wscale.assign((size_t)P->npanel * P->nwb * kNR, 0.f);
+  for (int n = 0; n < N; n++) {
+    int pn = n / kNR, col = n % kNR;
+    for (int k = 0; k < K; k++) {
+      int8_t v = W[(size_t)n * K + k];
+      P->w[(((size_t)pn * P->K4 + k / 4) * kNR + col) * 4 + k % 4] = v;
+      P->init[((size_t)pn * P->ncb + k / P->cblock) * kNR + col] -= 128 * v;
+    }
+    for (int b = 0; b < P->nwb; b++) P->wscale[((size_t)pn * P->nwb + b) * kNR + col] = S[(size_t)n * P->nwb + b];
+  }
+  return P;
+}
+
+static PackQ8Conv* pack_q8_conv(const int8_t* W, const float* S, int M, int Kg, int group, int wblock, int ablock) {
+  auto* P = new PackQ8Conv();
+  P->M = M; P->Kg = Kg; P->K4 = (Kg + 3) / 4; P->group = group; P->Mg = M / group;
+  P->nblk = (P->Mg + kCB - 1) / kCB;
+  P->wblock = wblock; P->ablock = ablock; P->cblock = combined_block(Kg, wblock, ablock);
+  P->ncb = (Kg + P->cblock - 1) / P->cblock;
+  P->nwb = wblock ? (Kg + wblock - 1) / wblock : 1;
+  size_t nb = (size_t)group * P->nblk;
+  P->w.assign(nb * P->K4 * kCB * 4, 0);
+  P->init.assign(nb * P->ncb * kCB, 0);
+  P->zinit.assign(P->init.size(), 0);
+  P->wscale.assign(nb * P->nwb * kCB, 0.f);
+  P->wraw.assign(W, W + (size_t)M * Kg);
+  P->wsraw.assign(S, S + (size_t)M * P->nwb);
+  for (int n = 0; n < M; n++) {
+    int g = n / P->Mg, nn = n % P->Mg, blk = nn / kCB, i = nn % kCB;
+    size_t bi = (size_t)g * P->nblk + blk;
+    for (int k = 0; k < Kg; k++) {
+      int8_t v = W[(size_t)n * Kg + k];
+      P->w[((bi * P->K4 + k / 4) * kCB + i) * 4 + k % 4] = v;
+      P->init[(bi * P->ncb + k / P->cblock) * kCB + i] -= 128 * v;
+    }
+    for (int b = 0; b < P->nwb; b++) P->wscale[(bi * P->nwb + b) * kCB + i] = S[(size_t)n * P->nwb + b];
+  }
+  return P;
+}
+
+static PackF32Gemm* pack_f32_gemm(const float* W, int N, int K) {
+  auto* P = new PackF32Gemm();
+  P->N = N; P->K = K; P->npanel = (N + kNR - 1) / kNR;
+  P->w.assign((size_t)P->npanel * K * kNR, 0.f);
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++) P->w[((size_t)(n / kNR) * K + k) * kNR + n % kNR] = W[(size_t)n * K + k];
+  return P;
+}
+
+static PackF32Conv* pack_f32_conv(const float* W, int M, int Kg, int group) {
+  auto* P = new PackF32Conv();
+  P->M = M; P->Kg = Kg; P->group = group; P->Mg = M / group; P->nblk = (P->Mg + kCB - 1) / kCB;
+  P->w.assign((size_t)group * P->nblk * Kg * kCB, 0.f);
+  P->wraw.assign(W, W + (size_t)M * Kg);
+  for (int n = 0; n < M; n++) {
+    int g = n / P->Mg, nn = n % P->Mg;
+    size_t bi = (size_t)g * P->nblk + nn / kCB;
+    for (int k = 0; k < Kg; k++) P->w[(bi * Kg + k) * kCB + nn % kCB] = W[(size_t)n * Kg + k];
+  }
+  return P;
+}
+
+// ---------------------------------------------------------------- N-API helpers
+enum Kind { kQ8Gemm = 1, kQ8Conv, kF32Gemm, kF32Conv };
+struct Handle {
+  uint32_t magic = 0x71386b6e;
+  Kind kind;
+  void* p;
+  size_t bytes;
+};
+
+struct Err {};
+
+static void throw_err(napi_env env, const std::string& msg) { napi_throw_error(env, "Q8_NATIVE", msg.c_str()); }
+
+#define CHECK(env, cond, msg) do { if (!(cond)) { throw_err(env, msg); throw Err(); } } while (0)
+
+struct Args {
+  napi_env env;
+  size_t argc = 16;
+  napi_value argv[16];
+  Args(napi_env e, napi_callback_info info, size_t need, const char* fn) : env(e) {
+    napi_get_cb_info(e, info, &argc, argv, nullptr, nullptr);
+    CHECK(e, argc >= need, std::string(fn) + ": expected " + std::to_string(need) + " arguments");
+  }
+  double num(size_t i) {
+    double v;
+    CHECK(env, napi_get_value_double(env, argv[i], &v) == napi_ok, "argument " + std::to_string(i) + " should be a number");
+    return v;
+  }
+  int i32(size_t i) {
+    double v = num(i);
+    CHECK(env, std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 2147483647.0, "argument " + std::to_string(i) + " should be an integer");
+    return (int)v;
+  }
+  bool is_null(size_t i) {
+    napi_valuetype t;
+    napi_typeof(env, argv[i], &t);
+    return t == napi_null || t == napi_undefined;
+  }
+  template <class T> T* arr(size_t i, napi_typedarray_type want, size_t min_len, const char* what) {
+    bool ok = false;
+    napi_is_typedarray(env, argv[i], &ok);
+    CHECK(env, ok, std::string(what) + " should be a typed array");
+    napi_typedarray_type t;
+    size_t len;
+    void* data;
+    napi_value ab;
+    size_t off;
+    napi_get_typedarray_info(env, argv[i], &t, &len, &data, &ab, &off);
+    CHECK(env, t == want, std::string(what) + " has the wrong element type");
+    CHECK(env, len >= min_len, std::string(what) + " is too short: need " + std::to_string(min_len) + ", got " + std::to_string(len));
+    return (T*)data;
+  }
+  template <class T> T* handle(size_t i, Kind kind) {
+    void* p = nullptr;
+    napi_valuetype t;
+    napi_typeof(env, argv[i], &t);
+    CHECK(env, t == napi_external, "packed weights handle expected");
+    napi_get_value_external(env, argv[i], &p);
+    auto* h = (Handle*)p;
+    CHECK(env, h && h->magic == 0x71386b6e && h->kind == kind, "packed weights handle of the wrong kind");
+    return (T*)h->p;
+  }
+};
+
+template <class T> static void finalize(napi_env env, void* data, void*) {
+  auto* h = (Handle*)data;
+  int64_t dummy;
+  napi_adjust_external_memory(env, -(int64_t)h->bytes, &dummy);
+  delete (T*)h->p;
+  delete h;
+}
+
+template <class T> static napi_value wrap(napi_env env, T* p, Kind kind, size_t bytes) {
+  auto* h = new Handle{0x71386b6e, kind, p, bytes};
+  napi_value v;
+  napi_create_external(env, h, finalize<T>, nullptr, &v);
+  int64_t dummy;
+  napi_adjust_external_memory(env, (int64_t)bytes, &dummy);
+  return v;
+}
+
+static Epi epi(Args& a, size_t ibias, size_t iact, int n) {
+  Epi e;
+  e.bias = a.is_null(ibias) ? nullptr : a.arr<float>(ibias, napi_float32_array, (size_t)n, "bias");
+  int act = a.i32(iact);
+  double lo = a.num(iact + 1), hi = a.num(iact + 2);
+  e.lo = -INFINITY; e.hi = INFINITY;
+  if (act == 1) e.lo = 0.f;
+  else if (act == 2) { e.lo = (float)lo; e.hi = (float)hi; }
+  else CHECK(a.env, act == 0, "act should be 0 (none), 1 (Relu) or 2 (Clip)");
+  return e;
+}
+
+static napi_value undef(napi_env env) { napi_value v; napi_get_undefined(env, &v); return v; }
+
+#define ENTRY(name) static napi_value name(napi_env env, napi_callback_info info) { try {
+#define END } catch (Err&) { return nullptr; } }
+
+// info() -> { isa, best, compiler, threads }
+ENTRY(Info)
+  napi_value o, v;
+  napi_create_object(env, &o);
+  napi_create_string_utf8(env, K().name, NAPI_AUTO_LENGTH, &v); napi_set_named_property(env, o, "isa", v);
+  napi_create_string_utf8(env, kIsaNames[g_best], NAPI_AUTO_LENGTH, &v); napi_set_named_property(env, o, "best", v);
+#if defined(__clang__)
+  std::string comp = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  std::string comp = std::string("gcc ") + __VERSION__;
+#else
+  std::string comp = "unknown";
+#endif
+  napi_create_string_utf8(env, comp.c_str(), NAPI_AUTO_LENGTH, &v); napi_set_named_property(env, o, "compiler", v);
+  napi_create_int32(env, pool().nthreads, &v); napi_set_named_property(env, o, "threads", v);
+  return o;
+END
+
+ENTRY(SetThreads)
+  Args a(env, info, 1, "setThreads");
+  set_threads(a.i32(0));
+  return undef(env);
+END
+
+// setIsa(name) -> the ISA now in use (capped at what the CPU supports)
+ENTRY(SetIsa)
+  Args a(env, info, 1, "setIsa");
+  char buf[32];
+  size_t len;
+  CHECK(env, napi_get_value_string_utf8(env, a.argv[0], buf, sizeof buf, &len) == napi_ok, "setIsa: name should be a string");
+  CHECK(env, set_isa(buf), std::string("setIsa: unknown ISA '") + buf + "' (avx512vnni|avxvnni|avx2|scalar)");
+  napi_value v;
+  napi_create_string_utf8(env, K().name, NAPI_AUTO_LENGTH, &v);
+  return v;
+END
+
+// packF32(W Float32Array [N*K], N, K) -> handle
+ENTRY(PackF32)
+  Args a(env, info, 3, "packF32");
+  int N = a.i32(1), Kd = a.i32(2);
+  CHECK(env, N > 0 && Kd > 0, "packF32: N and K should be positive");
+  auto* W = a.arr<float>(0, napi_float32_array, (size_t)N * Kd, "W");
+  auto* P = pack_f32_gemm(W, N, Kd);
+  return wrap(env, P, kF32Gemm, P->w.size() * 4);
+END
+
+// gemmF32(A, M, K, packed, bias|null, act, clipMin, clipMax, out)
+ENTRY(GemmF32)
+  Args a(env, info, 9, "gemmF32");
+  int M = a.i32(1), Kd = a.i32(2);
+  auto* P = a.handle<PackF32Gemm>(3, kF32Gemm);
+  CHECK(env, Kd == P->K && M >= 0, "gemmF32: K does not match the packed weights");
+  auto* A = a.arr<float>(0, napi_float32_array, (size_t)M * Kd, "A");
+  Epi e = epi(a, 4, 5, P->N);
+  auto* out = a.arr<float>(8, napi_float32_array, (size_t)M * P->N, "out");
+  std::lock_guard<std::mutex> g(pool().call);
+  K().gemm_f32(*P, A, M, e, out);
+  return undef(env);
+END
+
+// packI8(Wq Int8Array [N*K], Wscale Float32Array [N*nwb], N, K, weightBlock, actBlock) -> handle
+ENTRY(PackI8)
+  Args a(env, info, 6, "packI8");
+  int N = a.i32(2), Kd = a.i32(3), wb = a.i32(4), ab = a.i32(5);
+  CHECK(env, N > 0 && Kd > 0, "packI8: N and K should be positive");
+  CHECK(env, wb >= 0 && ab >= 0 && wb % 4 == 0 && ab % 4 == 0, "packI8: blocks should be 0 or multiples of 4");
+  CHECK(env, !(wb && ab) || (wb % ab == 0 || ab % wb == 0), "packI8: weight and activation blocks should nest");
+  int nwb = wb ? (Kd + wb - 1) / wb : 1;
+  auto* W = a.arr<int8_t>(0, napi_int8_array, (size_t)N * Kd, "Wq");
+  auto* S = a.arr<float>(1, napi_float32_array, (size_t)N * nwb, "Wscale");
+  auto* P = pack_q8_gemm(W, S, N, Kd, wb, ab);
+  return wrap(env, P, kQ8Gemm, P->w.size() + P->init.size() * 8 + P->wscale.size() * 4);
+END
+
+// gemmQ8(A, M, K, packed, actBlock, bias|null, act, clipMin, clipMax, out)
+ENTRY(GemmQ8)
+  Args a(env, info, 10, "gemmQ8");
+  int M = a.i32(1), Kd = a.i32(2), ab = a.i32(4);
+  auto* P = a.handle<PackQ8Gemm>(3, kQ8Gemm);
+  CHECK(env, Kd == P->K && M >= 0, "gemmQ8: K does not match the packed weights");
+  CHECK(env, ab == P->ablock, "gemmQ8: actBlock differs from the one the weights were packed for");
+  auto* A = a.arr<float>(0, napi_float32_array, (size_t)M * Kd, "A");
+  Epi e = epi(a, 5, 6, P->N);
+  auto* out = a.arr<float>(9, napi_float32_array, (size_t)M * P->N, "out");
+  std::lock_guard<std::mutex> g(pool().call);
+  K().gemm_q8(*P, A, M, e, out);
+  return undef(env);
+END
+
+// packConvF32(W Float32Array [M*Kg], M, Kg, group) -> handle
+ENTRY(PackConvF32)
+  Args a(env, info, 4, "packConvF32");
+  int M = a.i32(1), Kg = a.i32(2), group = a.i32(3);
+  CHECK(env, M > 0 && Kg > 0 && group > 0 && M % group == 0, "packConvF32: bad M/Kg/group");
+  auto* W = a.arr<float>(0, napi_float32_array, (size_t)M * Kg, "W");
+  auto* P = pack_f32_conv(W, M, Kg, group);
+  return wrap(env, P, kF32Conv, (P->w.size() + P->wraw.size()) * 4);
+END
+
+// packConvI8(Wq Int8Array [M*Kg], Wscale, M, Kg, group, weightBlock, actBlock) -> handle
+ENTRY(PackConvI8)
+  Args a(env, info, 7, "packConvI8");
+  int M = a.i32(2), Kg = a.i32(3), group = a.i32(4), wb = a.i32(5), ab = a.i32(6);
+  CHECK(env, M > 0 && Kg > 0 && group > 0 && M % group == 0, "packConvI8: bad M/Kg/group");
+  CHECK(env, wb >= 0 && ab >= 0 && wb % 4 == 0 && ab % 4 == 0, "packConvI8: blocks should be 0 or multiples of 4");
+  CHECK(env, !(wb && ab) || (wb % ab == 0 || ab % wb == 0), "packConvI8: weight and activation blocks should nest");
+  int nwb = wb ? (Kg + wb - 1) / wb : 1;
+  auto* W = a.arr<int8_t>(0, napi_int8_array, (size_t)M * Kg, "Wq");
+  auto* S = a.arr<float>(1, napi_float32_array, (size_t)M * nwb, "Wscale");
+  auto* P = pack_q8_conv(W, S, M, Kg, group, wb, ab);
+  return wrap(env, P, kQ8Conv, P->w.size() * 2 + P->init.size() * 8 + P->wscale.size() * 4);
+END
+
+// geometry Int32Array: [batch, C, H, W, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW]
+static ConvGeom geom(Args& a, size_t i, int& batch, int Kg, int group, int M) {
+  auto* g = a.arr<int32_t>(i, napi_int32_array, 14, "geometry");
+  ConvGeom G;
+  batch = g[0]; G.C = g[1]; G.H = g[2]; G.W = g[3]; G.kh = g[4]; G.kw = g[5]; G.sh = g[6]; G.sw = g[7];
+  G.dh = g[8]; G.dw = g[9]; G.pt = g[10]; G.pl = g[11]; G.OH = g[12]; G.OW = g[13];
+  CHECK(a.env, batch >= 0 && G.C > 0 && G.H > 0 && G.W > 0 && G.kh > 0 && G.kw > 0 && G.sh > 0 && G.sw > 0 &&
+        G.dh > 0 && G.dw > 0 && G.OH > 0 && G.OW > 0, "conv: bad geometry");
+  CHECK(a.env, G.C % group == 0 && (G.C / group) * G.kh * G.kw == Kg, "conv: C/group*kh*kw does not match the packed weights");
+  (void)M;
+  return G;
+}
+
+// convF32(X, geometry, packed, bias|null, act, clipMin, clipMax, out)
+ENTRY(ConvF32)
+  Args a(env, info, 8, "convF32");
+  auto* P = a.handle<PackF32Conv>(2, kF32Conv);
+  int batch;
+  ConvGeom G = geom(a, 1, batch, P->Kg, P->group, P->M);
+  auto* X = a.arr<float>(0, napi_float32_array, (size_t)batch * G.C * G.H * G.W, "X");
+  Epi e = epi(a, 3, 4, P->M);
+  auto* out = a.arr<float>(7, napi_float32_array, (size_t)batch * P->M * G.OH * G.OW, "out");
+  std::lock_guard<std::mutex> g(pool().call);
+  K().conv_f32(*P, G, batch, X, e, out);
+  return undef(env);
+END
+
+// convQ8(X, geometry, packed, bias|null, act, clipMin, clipMax, out)
+ENTRY(ConvQ8)
+  Args a(env, info, 8, "convQ8");
+  auto* P = a.handle<PackQ8Conv>(2, kQ8Conv);
+  int batch;
+  ConvGeom G = geom(a, 1, batch, P->Kg, P->group, P->M);
+  auto* X = a.arr<float>(0, napi_float32_array, (size_t)batch * G.C * G.H * G.W, "X");
+  Epi e = epi(a, 3, 4, P->M);
+  auto* out = a.arr<float>(7, napi_float32_array, (size_t)batch * P->M * G.OH * G.OW, "out");
+  std::lock_guard<std::mutex> g(pool().call);
+  K().conv_q8(*P, G, batch, X, e, out);
+  return undef(env);
+END
+
+}  // namespace q8
+
+// Context-aware init: loads in the main thread and in worker_threads alike; all state is
+// process-wide (the pool) or owned by handles.
+NAPI_MODULE_INIT() {
+  using namespace q8;
+  if (const char* s = std::getenv("Q8_NATIVE_ISA")) set_isa(s);
+  struct { const char* name; napi_callback cb; } fns[] = {
+      {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
+      {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
+      {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8},
+  };
+  for (auto& f : fns) {
+    napi_value v;
+    napi_create_function(env, f.name, NAPI_AUTO_LENGTH, f.cb, nullptr, &v);
+    napi_set_named_property(env, exports, f.name, v);
+  }
+  return exports;
+}

@@ -1,0 +1,87 @@
+// Shared declarations between the N-API glue (addon.cc, baseline x86-64) and the per-ISA kernel
+// translation units (kern_*.cc, each compiled with its own -m flags and only called after cpuid).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace q8 {
+
+// Fixed packing geometry shared by every ISA, so packing is done once, ISA-independently.
+constexpr int kNR = 32;  // GEMM (row-major A): packed weight panel width in output columns
+constexpr int kCB = 8;   // Conv: output channels per packed weight block
+constexpr int kPP = 48;  // Conv: output pixels per activation panel
+
+// Activation after bias: out = min(max(v, lo), hi). None: lo=-inf, hi=+inf; Relu: lo=0.
+struct Epi {
+  const float* bias;  // [N] or null
+  float lo, hi;
+};
+
+// int8 weights for row-major GEMM, out[m,n] = sum_k A[m,k] W[n,k].
+struct PackQ8Gemm {
+  int N, K, K4, npanel;    // K4 = ceil(K/4)
+  int wblock, ablock, cblock;  // window sizes (0 = whole K); cblock = combined block (never 0)
+  int ncb, nwb;            // number of combined blocks, weight blocks
+  std::vector<int8_t> w;   // [npanel][K4][kNR][4]
+  std::vector<int32_t> init;  // [npanel][ncb][kNR]: -128*colsum (u8 form) per combined block
+  std::vector<int32_t> zinit;  // zeros, same shape (signed-activation kernels)
+  std::vector<float> wscale;  // [npanel][nwb][kNR]
+};
+
+// int8 weights for NCHW conv, out[n,p] = sum_k W[n,k] col[k,p] per group.
+struct PackQ8Conv {
+  int M, Kg, K4, group, Mg, nblk;  // nblk = ceil(Mg/kCB) blocks per group
+  int wblock, ablock, cblock, ncb, nwb;
+  std::vector<int8_t> w;      // [group][nblk][K4][kCB][4]
+  std::vector<int32_t> init;  // [group][nblk][ncb][kCB]
+  std::vector<int32_t> zinit;
+  std::vector<float> wscale;  // [group][nblk][nwb][kCB]
+  std::vector<int8_t> wraw;   // [M][Kg] original (depthwise kernel reads it directly)
+  std::vector<float> wsraw;   // [M][nwb]
+};
+
+struct PackF32Gemm {
+  int N, K, npanel;
+  std::vector<float> w;  // [npanel][K][kNR]
+};
+
+struct PackF32Conv {
+  int M, Kg, group, Mg, nblk;
+  std::vector<float> w;     // [group][nblk][Kg][kCB]
+  std::vector<float> wraw;  // [M][Kg]
+};
+
+struct ConvGeom {
+  int C, H, W;        // input per image
+  int kh, kw, sh, sw, dh, dw, pt, pl;
+  int OH, OW;
+};
+
+// Per-thread scratch, grown on demand, 64-byte aligned.
+struct Scratch {
+  void* p = nullptr;
+  size_t n = 0;
+  void* get(size_t bytes);
+  ~Scratch();
+};
+
+// Runs fn(task, thread) for task in [0, n) on the pool (caller participates).
+using TaskFn = void (*)(void* ctx, int task, int thread);
+void parallel_for(int n, TaskFn fn, void* ctx);
+Scratch& scratch(int thread, int which);
+int pool_threads();
+
+// One kernel table per ISA.
+struct Kernels {
+  const char* name;
+  bool u8act;  // activations stored as q+128 (VNNI u8 x s8); false: signed (AVX2 sign trick, scalar)
+  void (*gemm_q8)(const PackQ8Gemm&, const float* A, int M, const Epi&, float* out);
+  void (*conv_q8)(const PackQ8Conv&, const ConvGeom&, int batch, const float* X, const Epi&, float* out);
+  void (*gemm_f32)(const PackF32Gemm&, const float* A, int M, const Epi&, float* out);
+  void (*conv_f32)(const PackF32Conv&, const ConvGeom&, int batch, const float* X, const Epi&, float* out);
+};
+
+extern const Kernels kern_avx512vnni, kern_avxvnni, kern_avx2, kern_scalar;
+
+}  // namespace q8

@@ -1,0 +1,553 @@
+// The vector kernels, written once against the traits in simd.h and compiled per ISA by
+// kern_avx512vnni.cc / kern_avxvnni.cc / kern_avx2.cc (each defines Q8_W, Q8_VNNI, Q8_NAME).
+//
+// Two orientations:
+//  - GEMM (row-major A[M,K], out[M,N]): lanes run over output columns; A values are broadcast.
+//    A rows are quantized into a row-major byte buffer; weights are packed in panels of kNR columns.
+//  - Conv (NCHW): lanes run over output pixels, so the output row of one channel is contiguous and
+//    no transpose is needed; weights are broadcast. im2col and quantization happen in one pass per
+//    panel of kPP pixels, written straight into the layout vpdpbusd reads (4 k-bytes per pixel lane).
+#include <algorithm>
+#include <cmath>
+
+#include "common.h"
+#include "simd.h"
+
+namespace q8 {
+namespace Q8_NS {
+
+using F = V::F;
+using I = V::I;
+using M = V::M;
+constexpr int L = V::L;
+constexpr int NVG = kNR / L;  // vectors per GEMM panel
+constexpr int NVC = kPP / L;  // vectors per conv pixel panel
+#if Q8_W == 512
+constexpr int MRQ = 12, MRF = 12;  // GEMM rows per tile: 12 x 2 zmm = 24 accumulators
+constexpr int CMI = 8;             // conv tile: 8 channels x 3 zmm = 24 accumulators
+#elif Q8_VNNI
+constexpr int MRQ = 3, MRF = 3;    // 3 x 4 ymm = 12 accumulators
+constexpr int CMI = 4;
+#else
+constexpr int MRQ = 2, MRF = 3;    // the sign trick needs spare registers
+constexpr int CMI = 4;
+#endif
+constexpr int CNV = (Q8_W == 512) ? 3 : 3;  // conv tile pixel vectors
+
+inline F clampv(F v, const Epi& e) { return V::min(V::max(v, V::fset(e.lo)), V::fset(e.hi)); }
+
+// ---------------------------------------------------------------- GEMM, int8
+// Quantize `rows` rows of A (stride K) per window into bytes q[r*lda + k] (k < K4*4, padded with 0).
+static void quant_rows(const float* A, int K, int rows, int ablock, uint8_t* q, int lda, float* sa, int nab) {
+  int B = ablock ? ablock : K;
+  for (int r = 0; r < rows; r++) {
+    const float* x = A + (size_t)r * K;
+    uint8_t* qr = q + (size_t)r * lda;
+    for (int w = 0, k0 = 0; k0 < K; w++, k0 += B) {
+      int k1 = std::min(K, k0 + B);
+      F am = V::fzero();
+      int k = k0;
+      for (; k + L <= k1; k += L) am = V::max(am, V::abs(V::fload(x + k)));
+      if (k < k1) am = V::max(am, V::abs(V::floadm(x + k, V::first(k1 - k))));
+      float amax = V::hmax(am);
+      float inv = amax != 0.f ? 127.f / amax : 0.f;
+      sa[r * nab + w] = amax / 127.f;
+      F iv = V::fset(inv);
+      for (k = k0; k + L <= k1; k += L) V::store_bytes(qr + k, V::cvtr(V::mul(V::fload(x + k), iv)), L);
+      if (k < k1) V::store_bytes(qr + k, V::cvtr(V::mul(V::floadm(x + k, V::first(k1 - k)), iv)), k1 - k);
+    }
+    for (int k = K; k < lda; k++) qr[k] = V::kU8 ? 0x80 : 0;
+  }
+}
+
+template <int MR>
+static void q8_gemm_tile(const PackQ8Gemm& P, int pn, const uint8_t* A, int lda, const float* sa, int nab,
+                         const Epi& e, float* out, int ldo, int ncols) {
+  const int8_t* wp = P.w.data() + (size_t)pn * P.K4 * kNR * 4;
+  const int32_t* init = (V::kU8 ? P.init : P.zinit).data() + (size_t)pn * P.ncb * kNR;
+  const float* ws = P.wscale.data() + (size_t)pn * P.nwb * kNR;
+  const int cb4 = (P.cblock + 3) / 4;
+  I acc[MR][NVG];
+  F f[MR][NVG];
+  for (int cb = 0; cb < P.ncb; cb++) {
+    int k40 = cb * cb4, k41 = std::min(P.K4, k40 + cb4);
+    for (int j = 0; j < NVG; j++) {
+      I iv = V::iload(init + cb * kNR + j * L);
+      for (int i = 0; i < MR; i++) acc[i][j] = iv;
+    }
+    const int8_t* w = wp + (size_t)k40 * kNR * 4;
+    const uint8_t* a = A + (size_t)k40 * 4;
+    for (int k4 = k40; k4 < k41; k4++, w += kNR * 4, a += 4) {
+      I wv[NVG];
+      for (int j = 0; j < NVG; j++) wv[j] = V::iload(w + j * L * 4);
+      for (int i = 0; i < MR; i++) {
+        I av = V::ibcast(a + (size_t)i * lda);
+        for (int j = 0; j < NVG; j++) acc[i][j] = V::dot(acc[i][j], av, wv[j]);
+      }
+    }
+    int ab = P.ablock ? cb * P.cblock / P.ablock : 0, wb = P.wblock ? cb * P.cblock / P.wblock : 0;
+    for (int j = 0; j < NVG; j++) {
+      F s = V::fload(ws + wb * kNR + j * L);
+      for (int i = 0; i < MR; i++) {
+        F v = V::mul(V::cvt(acc[i][j]), V::mul(s, V::fset(sa[i * nab + ab])));
+        f[i][j] = cb == 0 ? v : V::add(f[i][j], v);
+      }
+    }
+  }
+  for (int j = 0; j < NVG; j++) {
+    int n = ncols - j * L;
+    if (n <= 0) break;
+    M m = V::first(n);
+    F b = e.bias ? V::floadm(e.bias + j * L, m) : V::fzero();
+    for (int i = 0; i < MR; i++) {
+      F v = clampv(V::add(f[i][j], b), e);
+      if (n >= L) V::fstore(out + (size_t)i * ldo + j * L, v);
+      else V::fstorem(out + (size_t)i * ldo + j * L, v, m);
+    }
+  }
+}
+
+using Q8TileFn = void (*)(const PackQ8Gemm&, int, const uint8_t*, int, const float*, int, const Epi&, float*, int, int);
+template <int... R> struct Q8Tiles { static constexpr Q8TileFn fns[] = {nullptr, &q8_gemm_tile<R>...}; };
+
+template <int... R> constexpr auto seq_tiles(std::integer_sequence<int, R...>) { return Q8Tiles<(R + 1)...>{}; }
+
+static Q8TileFn q8_tile_fn(int mr) {
+  static constexpr auto t = seq_tiles(std::make_integer_sequence<int, MRQ>{});
+  return decltype(t)::fns[mr];
+}
+
+struct GemmQ8Ctx {
+  const PackQ8Gemm* P; const float* A; int M; const Epi* e; float* out; int nrb, ncc, ppc;
+};
+
+static void gemm_q8_task(void* vc, int t, int th) {
+  auto& c = *(GemmQ8Ctx*)vc;
+  const PackQ8Gemm& P = *c.P;
+  int rb = t / c.ncc, cc = t % c.ncc;
+  int m0 = rb * MRQ, mr = std::min(MRQ, c.M - m0);
+  int lda = P.K4 * 4, nab = P.ablock ? (P.K + P.ablock - 1) / P.ablock : 1;
+  auto* q = (uint8_t*)scratch(th, 0).get((size_t)MRQ * lda + 64);
+  auto* sa = (float*)scratch(th, 1).get(sizeof(float) * MRQ * nab + 64);
+  quant_rows(c.A + (size_t)m0 * P.K, P.K, mr, P.ablock, q, lda, sa, nab);
+  Q8TileFn fn = q8_tile_fn(mr);
+  int p1 = std::min(P.npanel, (cc + 1) * c.ppc);
+  for (int pn = cc * c.ppc; pn < p1; pn++) {
+    int n0 = pn * kNR;
+    Epi e = *c.e;
+    if (e.bias) e.bias += n0;
+    fn(P, pn, q, lda, sa, nab, e, c.out + (size_t)m0 * P.N + n0, P.N, std::min(kNR, P.N - n0));
+  }
+}
+
+static void split(int nrb, int npanel, int& ncc, int& ppc) {
+  // Enough tasks for every thread (x4 for balance) without re-quantizing rows more than needed.
+  int want = 4 * pool_threads();
+  ncc = nrb >= want ? 1 : std::min(npanel, (want + nrb - 1) / nrb);
+  ppc = (npanel + ncc - 1) / ncc;
+  ncc = (npanel + ppc - 1) / ppc;
+}
+
+static void gemm_q8(const PackQ8Gemm& P, const float* A, int M, const Epi& e, float* out) {
+  GemmQ8Ctx c{&P, A, M, &e, out, (M + MRQ - 1) / MRQ, 1, P.npanel};
+  split(c.nrb, P.npanel, c.ncc, c.ppc);
+  parallel_for(c.nrb * c.ncc, gemm_q8_task, &c);
+}
+
+// ---------------------------------------------------------------- GEMM, fp32
+template <int MR>
+static void f32_gemm_tile(const PackF32Gemm& P, int pn, const float* A, const Epi& e, float* out, int ldo, int ncols) {
+  const float* w = P.w.data() + (size_t)pn * P.K * kNR;
+  const int K = P.K;
+  F acc[MR][NVG];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NVG; j++) acc[i][j] = V::fzero();
+  for (int k = 0; k < K; k++, w += kNR) {
+    F wv[NVG];
+    for (int j = 0; j < NVG; j++) wv[j] = V::fload(w + j * L);
+    for (int i = 0; i < MR; i++) {
+      F av = V::fset(A[(size_t)i * K + k]);
+      for (int j = 0; j < NVG; j++) acc[i][j] = V::fma(av, wv[j], acc[i][j]);
+    }
+  }
+  for (int j = 0; j < NVG; j++) {
+    int n = ncols - j * L;
+    if (n <= 0) break;
+    M m = V::first(n);
+    F b = e.bias ? V::floadm(e.bias + j * L, m) : V::fzero();
+    for (int i = 0; i < MR; i++) {
+      F v = clampv(V::add(acc[i][j], b), e);
+      if (n >= L) V::fstore(out + (size_t)i * ldo + j * L, v);
+      else V::fstorem(out + (size_t)i * ldo + j * L, v, m);
+    }
+  }
+}
+
+using F32TileFn = void (*)(const PackF32Gemm&, int, const float*, const Epi&, float*, int, int);
+template <int... R> struct F32Tiles { static constexpr F32TileFn fns[] = {nullptr, &f32_gemm_tile<R>...}; };
+template <int... R> constexpr auto seq_ftiles(std::integer_sequence<int, R...>) { return F32Tiles<(R + 1)...>{}; }
+static F32TileFn f32_tile_fn(int mr) {
+  static constexpr auto t = seq_ftiles(std::make_integer_sequence<int, MRF>{});
+  return decltype(t)::fns[mr];
+}
+
+struct GemmF32Ctx { const PackF32Gemm* P; const float* A; int M; const Epi* e; float* out; int nrb, ncc, ppc; };
+
+static void gemm_f32_task(void* vc, int t, int) {
+  auto& c = *(GemmF32Ctx*)vc;
+  const PackF32Gemm& P = *c.P;
+  int rb = t / c.ncc, cc = t % c.ncc;
+  int m0 = rb * MRF, mr = std::min(MRF, c.M - m0);
+  F32TileFn fn = f32_tile_fn(mr);
+  int p1 = std::min(P.npanel, (cc + 1) * c.ppc);
+  for (int pn = cc * c.ppc; pn < p1; pn++) {
+    int n0 = pn * kNR;
+    Epi e = *c.e;
+    if (e.bias) e.bias += n0;
+    fn(P, pn, c.A + (size_t)m0 * P.K, e, c.out + (size_t)m0 * P.N + n0, P.N, std::min(kNR, P.N - n0));
+  }
+}
+
+static void gemm_f32(const PackF32Gemm& P, const float* A, int M, const Epi& e, float* out) {
+  GemmF32Ctx c{&P, A, M, &e, out, (M + MRF - 1) / MRF, 1, P.npanel};
+  split(c.nrb, P.npanel, c.ncc, c.ppc);
+  parallel_for(c.nrb * c.ncc, gemm_f32_task, &c);
+}
+
+// ---------------------------------------------------------------- Conv: pixel maps
+// For one panel of kPP output pixels and each kernel tap (ky, kx): where the tap's input values
+// lie. A vector whose pixels share one output row (stride 1) reads contiguously with a mask
+// (padding and the panel tail are masked lanes, fault-free); other vectors gather.
+struct PixMap {
+  int khw;
+  int* off;        // [khw][NVC] contiguous offset, or -2^30 for gather
+  int32_t* idx;    // [khw][kPP] gather offsets
+  M* mask;         // [khw][NVC]
+  F load(const float* xc, int t, int v) const {
+    int o = off[t * NVC + v];
+    M m = mask[t * NVC + v];
+    if (o != kGather) return V::floadm(xc + o, m);
+    return V::gather(xc, V::iload(idx + t * kPP + v * L), m);
+  }
+  static constexpr int kGather = -(1 << 30);
+};
+
+static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
+  PixMap mp;
+  mp.khw = G.kh * G.kw;
+  size_t need = sizeof(M) * mp.khw * NVC + 64 + sizeof(int) * mp.khw * NVC + 64 + sizeof(int32_t) * mp.khw * kPP;
+  auto* base = (char*)s.get(need);
+  mp.mask = (M*)base;
+  mp.off = (int*)(base + ((sizeof(M) * mp.khw * NVC + 63) & ~size_t(63)));
+  mp.idx = (int32_t*)((char*)mp.off + ((sizeof(int) * mp.khw * NVC + 63) & ~size_t(63)));
+  int iy0[kPP], ix0[kPP], oyv[kPP];
+  bool valid[kPP];
+  for (int l = 0; l < kPP; l++) {
+    int p = p0 + l;
+    valid[l] = p < OHW;
+    int oy = valid[l] ? p / G.OW : 0, ox = valid[l] ? p % G.OW : 0;
+    oyv[l] = oy;
+    iy0[l] = oy * G.sh - G.pt;
+    ix0[l] = ox * G.sw - G.pl;
+  }
+  for (int ky = 0, t = 0; ky < G.kh; ky++)
+    for (int kx = 0; kx < G.kw; kx++, t++)
+      for (int v = 0; v < NVC; v++) {
+        unsigned bits = 0;
+        bool same = G.sw == 1;
+        int l0 = v * L;
+        for (int l = 0; l < L; l++) {
+          int ll = l0 + l;
+          int iy = iy0[ll] + ky * G.dh, ix = ix0[ll] + kx * G.dw;
+          bool ok = valid[ll] && iy >= 0 && iy < G.H && ix >= 0 && ix < G.W;
+          if (ok) bits |= 1u << l;
+          mp.idx[t * kPP + ll] = ok ? iy * G.W + ix : 0;
+          if (valid[ll] && oyv[ll] != oyv[l0]) same = false;
+        }
+        mp.mask[t * NVC + v] = V::bits(bits);
+        mp.off[t * NVC + v] = same ? (iy0[l0] + ky * G.dh) * G.W + ix0[l0] + kx * G.dw : PixMap::kGather;
+      }
+  return mp;
+}
+
+// ---------------------------------------------------------------- Conv, int8
+// Quantize one panel: for each activation window (whole patch or a block of it), per pixel lane:
+// amax pass, then quantize and write 4 k-bytes per pixel lane: panel[k4][kPP][4]. sa[win][kPP].
+static void q8_pack_panel(const PackQ8Conv& P, const PixMap& mp, const float* x, int HW, uint8_t* panel, float* sa) {
+  const int K = P.Kg, khw = mp.khw, B = P.ablock ? P.ablock : K;
+  for (int w = 0, k0 = 0; k0 < K; w++, k0 += B) {
+    int k1 = std::min(K, k0 + B);
+    F am[NVC];
+    for (int v = 0; v < NVC; v++) am[v] = V::fzero();
+    int c = k0 / khw, t = k0 % khw;
+    for (int k = k0; k < k1; k++) {
+      const float* xc = x + (size_t)c * HW;
+      for (int v = 0; v < NVC; v++) am[v] = V::max(am[v], V::abs(mp.load(xc, t, v)));
+      if (++t == khw) { t = 0; c++; }
+    }
+    F inv[NVC];
+    for (int v = 0; v < NVC; v++) {
+      inv[v] = V::inv127(am[v]);
+      V::fstore(sa + w * kPP + v * L, am[v]);
+    }
+    // scale = amax / 127 as a true division, bit-identical to the reference.
+    for (int l = 0; l < kPP; l++) sa[w * kPP + l] /= 127.f;
+    c = k0 / khw; t = k0 % khw;
+    for (int g = k0 / 4; g * 4 < k1; g++) {
+      I q[4][NVC];
+      for (int u = 0; u < 4; u++) {
+        int k = g * 4 + u;
+        if (k < k1) {
+          const float* xc = x + (size_t)c * HW;
+          for (int v = 0; v < NVC; v++) q[u][v] = V::cvtr(V::mul(mp.load(xc, t, v), inv[v]));
+          if (++t == khw) { t = 0; c++; }
+        } else {
+          for (int v = 0; v < NVC; v++) q[u][v] = V::izero();
+        }
+      }
+      uint8_t* dst = panel + (size_t)g * kPP * 4;
+      for (int v = 0; v < NVC; v++) V::istore(dst + v * L * 4, V::pack4(q[0][v], q[1][v], q[2][v], q[3][v]));
+    }
+  }
+}
+
+template <int MI, int NV>
+static void q8_conv_tile(const PackQ8Conv& P, const int8_t* wblk, const int32_t* init, const float* ws,
+                         int ci0, int v0, const uint8_t* panel, const float* sa, const float* bias,
+                         const Epi& e, float* out, size_t ldo, int nch, int npix) {
+  const int cb4 = (P.cblock + 3) / 4;
+  I acc[MI][NV];
+  F f[MI][NV];
+  for (int cb = 0; cb < P.ncb; cb++) {
+    int k40 = cb * cb4, k41 = std::min(P.K4, k40 + cb4);
+    for (int i = 0; i < MI; i++) {
+      I iv = V::ibcast(init + cb * kCB + ci0 + i);
+      for (int j = 0; j < NV; j++) acc[i][j] = iv;
+    }
+    const int8_t* w = wblk + (size_t)k40 * kCB * 4 + ci0 * 4;
+    const uint8_t* a = panel + (size_t)k40 * kPP * 4 + v0 * L * 4;
+    for (int k4 = k40; k4 < k41; k4++, w += kCB * 4, a += kPP * 4) {
+      I av[NV];
+      for (int j = 0; j < NV; j++) av[j] = V::iload(a + j * L * 4);
+      for (int i = 0; i < MI; i++) {
+        I wv = V::ibcast(w + i * 4);
+        for (int j = 0; j < NV; j++) acc[i][j] = V::dot(acc[i][j], av[j], wv);
+      }
+    }
+    int ab = P.ablock ? cb * P.cblock / P.ablock : 0, wb = P.wblock ? cb * P.cblock / P.wblock : 0;
+    for (int j = 0; j < NV; j++) {
+      F s = V::fload(sa + ab * kPP + (v0 + j) * L);
+      for (int i = 0; i < MI; i++) {
+        F v = V::mul(V::cvt(acc[i][j]), V::mul(s, V::fset(ws[wb * kCB + ci0 + i])));
+        f[i][j] = cb == 0 ? v : V::add(f[i][j], v);
+      }
+    }
+  }
+  for (int i = 0; i < MI && ci0 + i < nch; i++) {
+    F b = V::fset(bias ? bias[ci0 + i] : 0.f);
+    for (int j = 0; j < NV; j++) {
+      int n = npix - (v0 + j) * L;
+      if (n <= 0) break;
+      F v = clampv(V::add(f[i][j], b), e);
+      float* o = out + (size_t)(ci0 + i) * ldo + (v0 + j) * L;
+      if (n >= L) V::fstore(o, v);
+      else V::fstorem(o, v, V::first(n));
+    }
+  }
+}
+
+struct ConvCtx {
+  const void* P; const ConvGeom* G; const float* X; const Epi* e; float* out;
+  int group, npanel, OHW, M;
+};
+
+static void conv_q8_task(void* vc, int task, int th) {
+  auto& c = *(ConvCtx*)vc;
+  const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
+  const ConvGeom& G = *c.G;
+  int pp = task % c.npanel, g = (task / c.npanel) % c.group, b = task / (c.npanel * c.group);
+  int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
+  int Cg = G.C / c.group, HW = G.H * G.W;
+  int nab = P.ablock ? (P.Kg + P.ablock - 1) / P.ablock : 1;
+  PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
+  auto* panel = (uint8_t*)scratch(th, 1).get((size_t)P.K4 * kPP * 4 + 64);
+  auto* sa = (float*)scratch(th, 2).get(sizeof(float) * nab * kPP + 64);
+  const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * HW;
+  q8_pack_panel(P, mp, x, HW, panel, sa);
+  for (int blk = 0; blk < P.nblk; blk++) {
+    size_t bi = (size_t)g * P.nblk + blk;
+    const int8_t* w = P.w.data() + bi * P.K4 * kCB * 4;
+    const int32_t* init = (V::kU8 ? P.init : P.zinit).data() + bi * P.ncb * kCB;
+    const float* ws = P.wscale.data() + bi * P.nwb * kCB;
+    int n0 = g * P.Mg + blk * kCB, nch = std::min(kCB, P.Mg - blk * kCB);
+    const float* bias = c.e->bias ? c.e->bias + n0 : nullptr;
+    float* o = c.out + ((size_t)b * c.M + n0) * c.OHW + p0;
+    for (int ci = 0; ci < kCB && ci < nch; ci += CMI)
+      for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV)
+        q8_conv_tile<CMI, CNV>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, c.OHW, nch, npix);
+  }
+}
+
+// Depthwise (one input and one output channel per group): K = kh*kw is tiny, so no GEMM; per
+// pixel lane, the integer products are summed exactly in float (|sum| < 2^24 for K <= 1040).
+static void dw_q8_task(void* vc, int task, int th) {
+  auto& c = *(ConvCtx*)vc;
+  const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
+  const ConvGeom& G = *c.G;
+  int pp = task % c.npanel, b = task / c.npanel;
+  int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
+  int HW = G.H * G.W, K = P.Kg, B = P.ablock ? P.ablock : K, nab = (K + B - 1) / B;
+  PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
+  auto* sab = (float*)scratch(th, 1).get(sizeof(F) * 2 * nab * NVC + 64);
+  F* inv = (F*)(((uintptr_t)sab + 63) & ~uintptr_t(63));
+  F* sav = inv + nab * NVC;
+  for (int ch = 0; ch < P.M; ch++) {
+    const float* xc = c.X + ((size_t)b * G.C + ch) * HW;
+    const int8_t* w = P.wraw.data() + (size_t)ch * K;
+    const float* ws = P.wsraw.data() + (size_t)ch * P.nwb;
+    for (int wi = 0; wi < nab; wi++) {
+      int k0 = wi * B, k1 = std::min(K, k0 + B);
+      for (int v = 0; v < NVC; v++) {
+        F am = V::fzero();
+        for (int k = k0; k < k1; k++) am = V::max(am, V::abs(mp.load(xc, k, v)));
+        inv[wi * NVC + v] = V::inv127(am);
+        alignas(64) float tmp[L];
+        V::fstore(tmp, am);
+        for (int l = 0; l < L; l++) tmp[l] /= 127.f;
+        sav[wi * NVC + v] = V::fload(tmp);
+      }
+    }
+    float* o = c.out + ((size_t)b * c.M + ch) * c.OHW + p0;
+    float bias = c.e->bias ? c.e->bias[ch] : 0.f;
+    for (int v = 0; v < NVC && v * L < npix; v++) {
+      F acc = V::fzero();
+      for (int cb = 0; cb < P.ncb; cb++) {
+        int k0 = cb * P.cblock, k1 = std::min(K, k0 + P.cblock);
+        int ab = P.ablock ? k0 / P.ablock : 0, wb = P.wblock ? k0 / P.wblock : 0;
+        F iv = inv[ab * NVC + v], d = V::fzero();
+        for (int k = k0; k < k1; k++) d = V::fma(V::rnd(V::mul(mp.load(xc, k, v), iv)), V::fset((float)w[k]), d);
+        acc = V::add(acc, V::mul(d, V::mul(sav[ab * NVC + v], V::fset(ws[wb]))));
+      }
+      F r = clampv(V::add(acc, V::fset(bias)), *c.e);
+      int n = npix - v * L;
+      if (n >= L) V::fstore(o + v * L, r);
+      else V::fstorem(o + v * L, r, V::first(n));
+    }
+  }
+}
+
+static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+  int OHW = G.OH * G.OW;
+  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M};
+  bool dw = P.Mg == 1 && G.C == P.group;
+  if (dw) parallel_for(batch * c.npanel, dw_q8_task, &c);
+  else parallel_for(batch * P.group * c.npanel, conv_q8_task, &c);
+}
+
+// ---------------------------------------------------------------- Conv, fp32
+constexpr int KC = 256;  // K chunk: the im2col panel chunk (KC x kPP floats) stays in L1
+
+template <int MI, int NV>
+static void f32_conv_tile(const float* w /*[k][kCB] from chunk start*/, int kc, int ci0, int v0, const float* panel,
+                          bool first, bool last, const float* bias, const Epi& e, float* out, size_t ldo, int nch, int npix) {
+  F acc[MI][NV];
+  for (int i = 0; i < MI; i++)
+    for (int j = 0; j < NV; j++) {
+      int n = npix - (v0 + j) * L;
+      if (first || n <= 0 || ci0 + i >= nch) acc[i][j] = V::fzero();
+      else {
+        const float* o = out + (size_t)(ci0 + i) * ldo + (v0 + j) * L;
+        acc[i][j] = n >= L ? V::fload(o) : V::floadm(o, V::first(n));
+      }
+    }
+  const float* a = panel + v0 * L;
+  w += ci0;
+  for (int k = 0; k < kc; k++, a += kPP, w += kCB) {
+    F av[NV];
+    for (int j = 0; j < NV; j++) av[j] = V::fload(a + j * L);
+    for (int i = 0; i < MI; i++) {
+      F wv = V::fset(w[i]);
+      for (int j = 0; j < NV; j++) acc[i][j] = V::fma(wv, av[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MI && ci0 + i < nch; i++) {
+    F b = V::fset(bias ? bias[ci0 + i] : 0.f);
+    for (int j = 0; j < NV; j++) {
+      int n = npix - (v0 + j) * L;
+      if (n <= 0) break;
+      F v = acc[i][j];
+      if (last) v = clampv(V::add(v, b), e);
+      float* o = out + (size_t)(ci0 + i) * ldo + (v0 + j) * L;
+      if (n >= L) V::fstore(o, v);
+      else V::fstorem(o, v, V::first(n));
+    }
+  }
+}
+
+static void conv_f32_task(void* vc, int task, int th) {
+  auto& c = *(ConvCtx*)vc;
+  const PackF32Conv& P = *(const PackF32Conv*)c.P;
+  const ConvGeom& G = *c.G;
+  int pp = task % c.npanel, g = (task / c.npanel) % c.group, b = task / (c.npanel * c.group);
+  int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
+  int Cg = G.C / c.group, HW = G.H * G.W, K = P.Kg, khw = G.kh * G.kw;
+  PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
+  auto* panel = (float*)scratch(th, 1).get(sizeof(float) * KC * kPP + 64);
+  const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * HW;
+  for (int k0 = 0; k0 < K; k0 += KC) {
+    int kc = std::min(KC, K - k0);
+    int ch = k0 / khw, t = k0 % khw;
+    for (int k = 0; k < kc; k++) {
+      const float* xc = x + (size_t)ch * HW;
+      for (int v = 0; v < NVC; v++) V::fstore(panel + k * kPP + v * L, mp.load(xc, t, v));
+      if (++t == khw) { t = 0; ch++; }
+    }
+    for (int blk = 0; blk < P.nblk; blk++) {
+      const float* w = P.w.data() + (((size_t)g * P.nblk + blk) * K + k0) * kCB;
+      int n0 = g * P.Mg + blk * kCB, nch = std::min(kCB, P.Mg - blk * kCB);
+      const float* bias = c.e->bias ? c.e->bias + n0 : nullptr;
+      float* o = c.out + ((size_t)b * c.M + n0) * c.OHW + p0;
+      for (int ci = 0; ci < kCB && ci < nch; ci += CMI)
+        for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV)
+          f32_conv_tile<CMI, CNV>(w, kc, ci, v0, panel, k0 == 0, k0 + kc >= K, bias, *c.e, o, c.OHW, nch, npix);
+    }
+  }
+}
+
+static void dw_f32_task(void* vc, int task, int th) {
+  auto& c = *(ConvCtx*)vc;
+  const PackF32Conv& P = *(const PackF32Conv*)c.P;
+  const ConvGeom& G = *c.G;
+  int pp = task % c.npanel, b = task / c.npanel;
+  int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
+  int HW = G.H * G.W, K = P.Kg;
+  PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
+  for (int ch = 0; ch < P.M; ch++) {
+    const float* xc = c.X + ((size_t)b * G.C + ch) * HW;
+    const float* w = P.wraw.data() + (size_t)ch * K;
+    float* o = c.out + ((size_t)b * c.M + ch) * c.OHW + p0;
+    F bias = V::fset(c.e->bias ? c.e->bias[ch] : 0.f);
+    for (int v = 0; v < NVC && v * L < npix; v++) {
+      F acc = V::fzero();
+      for (int k = 0; k < K; k++) acc = V::fma(V::fset(w[k]), mp.load(xc, k, v), acc);
+      F r = clampv(V::add(acc, bias), *c.e);
+      int n = npix - v * L;
+      if (n >= L) V::fstore(o + v * L, r);
+      else V::fstorem(o + v * L, r, V::first(n));
+    }
+  }
+}
+
+static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+  int OHW = G.OH * G.OW;
+  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M};
+  bool dw = P.Mg == 1 && G.C == P.group;
+  if (dw) parallel_for(batch * c.npanel, dw_f32_task, &c);
+  else parallel_for(batch * P.group * c.npanel, conv_f32_task, &c);
+}
+
+}  // namespace Q8_NS
+
+const Kernels Q8_TABLE = {Q8_NAME, V::kU8, Q8_NS::gemm_q8, Q8_NS::conv_q8, Q8_NS::gemm_f32, Q8_NS::conv_f32};
+
+}  // namespace q8

@@ -1,0 +1,139 @@
+// Portable kernels: straight loops over the packed layouts, used when the CPU has no AVX2 (or when
+// Q8_NATIVE_ISA=scalar). Same arithmetic as the contract: int32 dots per combined block, float32 scaling.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common.h"
+
+namespace q8 {
+namespace {
+
+inline float clampf(float v, const Epi& e) { return std::min(std::max(v, e.lo), e.hi); }
+
+// Quantize x[0..n) per window of `block` (0 = all): q (int8) and one scale per window.
+void quant_row(const float* x, int n, int block, int8_t* q, float* scales) {
+  int b = block ? block : n;
+  for (int k0 = 0, w = 0; k0 < n; k0 += b, w++) {
+    int k1 = std::min(n, k0 + b);
+    float amax = 0.f;
+    for (int k = k0; k < k1; k++) amax = std::max(amax, std::fabs(x[k]));
+    float inv = amax != 0.f ? 127.f / amax : 0.f;
+    scales[w] = amax / 127.f;
+    for (int k = k0; k < k1; k++) {
+      float r = std::nearbyint(x[k] * inv);
+      q[k] = (int8_t)std::min(127.f, std::max(-127.f, r));
+    }
+  }
+}
+
+void gemm_q8(const PackQ8Gemm& P, const float* A, int M, const Epi& e, float* out) {
+  struct Ctx { const PackQ8Gemm* P; const float* A; const Epi* e; float* out; } c{&P, A, &e, out};
+  parallel_for(M, [](void* vc, int m, int th) {
+    auto& c = *(Ctx*)vc; const PackQ8Gemm& P = *c.P;
+    int K = P.K, nab = P.ablock ? (K + P.ablock - 1) / P.ablock : 1;
+    auto* q = (int8_t*)scratch(th, 0).get(K + 64);
+    auto* sa = (float*)scratch(th, 1).get(sizeof(float) * (nab + 16));
+    quant_row(c.A + (size_t)m * K, K, P.ablock, q, sa);
+    for (int n = 0; n < P.N; n++) {
+      int pn = n / kNR, col = n % kNR;
+      const int8_t* wp = P.w.data() + (size_t)pn * P.K4 * kNR * 4;
+      float acc = 0.f;
+      for (int cb = 0; cb < P.ncb; cb++) {
+        int k0 = cb * P.cblock, k1 = std::min(K, k0 + P.cblock);
+        int32_t d = 0;
+        for (int k = k0; k < k1; k++) d += (int32_t)q[k] * wp[((k >> 2) * kNR + col) * 4 + (k & 3)];
+        float s = sa[P.ablock ? k0 / P.ablock : 0] * P.wscale[((size_t)pn * P.nwb + (P.wblock ? k0 / P.wblock : 0)) * kNR + col];
+        acc += s * (float)d;
+      }
+      if (c.e->bias) acc += c.e->bias[n];
+      c.out[(size_t)m * P.N + n] = clampf(acc, *c.e);
+    }
+  }, &c);
+}
+
+// Gathers the im2col patch of output pixel (oy, ox) for group g: K = Cg*kh*kw values.
+void patch(const ConvGeom& G, const float* x, int Cg, int oy, int ox, float* col) {
+  int k = 0;
+  for (int c = 0; c < Cg; c++)
+    for (int ky = 0; ky < G.kh; ky++)
+      for (int kx = 0; kx < G.kw; kx++, k++) {
+        int iy = oy * G.sh - G.pt + ky * G.dh, ix = ox * G.sw - G.pl + kx * G.dw;
+        col[k] = (iy >= 0 && iy < G.H && ix >= 0 && ix < G.W) ? x[((size_t)c * G.H + iy) * G.W + ix] : 0.f;
+      }
+}
+
+void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+  struct Ctx { const PackQ8Conv* P; const ConvGeom* G; const float* X; const Epi* e; float* out; } c{&P, &G, X, &e, out};
+  int P_ = G.OH * G.OW;
+  parallel_for(batch * P.group * G.OH, [](void* vc, int t, int th) {
+    auto& c = *(Ctx*)vc; const PackQ8Conv& P = *c.P; const ConvGeom& G = *c.G;
+    int oy = t % G.OH, g = (t / G.OH) % P.group, b = t / (G.OH * P.group);
+    int K = P.Kg, Cg = G.C / P.group, nab = P.ablock ? (K + P.ablock - 1) / P.ablock : 1;
+    auto* col = (float*)scratch(th, 0).get(sizeof(float) * K);
+    auto* q = (int8_t*)scratch(th, 1).get(K + 64);
+    auto* sa = (float*)scratch(th, 2).get(sizeof(float) * (nab + 16));
+    const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * G.H * G.W;
+    for (int ox = 0; ox < G.OW; ox++) {
+      patch(G, x, Cg, oy, ox, col);
+      quant_row(col, K, P.ablock, q, sa);
+      for (int nn = 0; nn < P.Mg; nn++) {
+        int n = g * P.Mg + nn;
+        const int8_t* w = P.wraw.data() + (size_t)n * K;
+        float acc = 0.f;
+        for (int cb = 0; cb < P.ncb; cb++) {
+          int k0 = cb * P.cblock, k1 = std::min(K, k0 + P.cblock);
+          int32_t d = 0;
+          for (int k = k0; k < k1; k++) d += (int32_t)q[k] * w[k];
+          acc += sa[P.ablock ? k0 / P.ablock : 0] * P.wsraw[(size_t)n * P.nwb + (P.wblock ? k0 / P.wblock : 0)] * (float)d;
+        }
+        if (c.e->bias) acc += c.e->bias[n];
+        c.out[((size_t)b * P.M + n) * G.OH * G.OW + (size_t)oy * G.OW + ox] = clampf(acc, *c.e);
+      }
+    }
+  }, &c);
+  (void)P_;
+}
+
+void gemm_f32(const PackF32Gemm& P, const float* A, int M, const Epi& e, float* out) {
+  struct Ctx { const PackF32Gemm* P; const float* A; const Epi* e; float* out; } c{&P, A, &e, out};
+  parallel_for(M, [](void* vc, int m, int) {
+    auto& c = *(Ctx*)vc; const PackF32Gemm& P = *c.P;
+    const float* a = c.A + (size_t)m * P.K;
+    for (int n = 0; n < P.N; n++) {
+      const float* wp = P.w.data() + (size_t)(n / kNR) * P.K * kNR + n % kNR;
+      float acc = 0.f;
+      for (int k = 0; k < P.K; k++) acc += a[k] * wp[(size_t)k * kNR];
+      if (c.e->bias) acc += c.e->bias[n];
+      c.out[(size_t)m * P.N + n] = clampf(acc, *c.e);
+    }
+  }, &c);
+}
+
+void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+  struct Ctx { const PackF32Conv* P; const ConvGeom* G; const float* X; const Epi* e; float* out; } c{&P, &G, X, &e, out};
+  parallel_for(batch * P.group * G.OH, [](void* vc, int t, int th) {
+    auto& c = *(Ctx*)vc; const PackF32Conv& P = *c.P; const ConvGeom& G = *c.G;
+    int oy = t % G.OH, g = (t / G.OH) % P.group, b = t / (G.OH * P.group);
+    int K = P.Kg, Cg = G.C / P.group;
+    auto* col = (float*)scratch(th, 0).get(sizeof(float) * K);
+    const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * G.H * G.W;
+    for (int ox = 0; ox < G.OW; ox++) {
+      patch(G, x, Cg, oy, ox, col);
+      for (int nn = 0; nn < P.Mg; nn++) {
+        int n = g * P.Mg + nn;
+        const float* w = P.wraw.data() + (size_t)n * K;
+        float acc = 0.f;
+        for (int k = 0; k < K; k++) acc += col[k] * w[k];
+        if (c.e->bias) acc += c.e->bias[n];
+        c.out[((size_t)b * P.M + n) * G.OH * G.OW + (size_t)oy * G.OW + ox] = clampf(acc, *c.e);
+      }
+    }
+  }, &c);
+}
+
+}  // namespace
+
+const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32};
+
+}  // namespace q8
