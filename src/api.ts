@@ -1,0 +1,192 @@
+/**
+ * q8's public API.
+ *
+ *   import { load, Tensor } from 'q8';
+ *   const model = await load('models/fashion-vgg.onnx');
+ *   const x = Tensor.from('float32', [1, 1, 28, 28], pixels);   // pixels: 784 numbers in [0, 1]
+ *   const { logits } = await model.run({ input: x });
+ *   const [cls] = await model.predictClass(x);
+ *   const int8 = await model.quantize();                        // local-window int8
+ *   await int8.save('fashion-vgg.int8.onnx');
+ */
+import * as fs from 'node:fs';
+import { Q8Error } from './core/errors.js';
+import { cloneModel } from './graph/clone.js';
+import { feedInputs, type Model, type ValueInfo } from './graph/ir.js';
+import { decodeOnnx, encodeOnnx, loadOnnxFile, saveOnnxFile } from './formats/onnx/index.js';
+import { Session, type SessionOptions } from './runtime/session.js';
+import { Tensor } from './tensor/tensor.js';
+import { getBackend, listBackends, resolveBackend, type BackendChoice } from './kernels/registry.js';
+
+export interface LoadOptions extends SessionOptions {
+  /** Source format; detected from the extension and content when absent. */
+  from?: 'onnx' | 'caffe' | 'tensorflow' | 'tfjs' | 'bigdl';
+  /** Caffe: the network definition (.prototxt) that goes with a .caffemodel. */
+  prototxt?: string;
+  /** TensorFlow: graph inputs and outputs to keep (everything else is pruned). */
+  tfInputs?: string[];
+  tfOutputs?: string[];
+}
+
+export interface TopKResult {
+  top1: number;
+  top5: number;
+  n: number;
+  /** Per-example argmax, in dataset order. */
+  predictions: Int32Array;
+}
+
+export interface LabelledBatch {
+  /** One tensor for a one-input model, or named feeds. */
+  input: Tensor | Record<string, Tensor>;
+  labels: ArrayLike<number>;
+}
+
+export interface EvaluateOptions {
+  /** Output to score (default: the first). */
+  output?: string;
+  /** Called after each batch with the number of examples done. */
+  onProgress?: (done: number) => void;
+}
+
+/** A loaded model: its graph (as loaded) and a session that runs it. */
+export class Q8Model {
+  private sessionCache: Session | undefined;
+
+  constructor(readonly graph: Model, readonly options: SessionOptions = {}) {}
+
+  /** Inputs the caller feeds (name, dtype, shape with null/strings for free dims). */
+  get inputs(): readonly ValueInfo[] { return feedInputs(this.graph.graph); }
+  get outputs(): readonly ValueInfo[] { return this.graph.graph.outputs; }
+  get inputNames(): string[] { return this.inputs.map((i) => i.name); }
+  get outputNames(): string[] { return this.outputs.map((o) => o.name); }
+
+  /** The session (created on first use: graph optimised, weights packed for the backend). */
+  get session(): Session {
+    this.sessionCache ??= Session.create(cloneModel(this.graph), this.options);
+    return this.sessionCache;
+  }
+
+  /** Kernel backend in use: 'native', 'wasm' or 'ref'. */
+  get backend(): string { return this.session.backend; }
+
+  /** Run on named inputs; resolves with every output (or those named). */
+  async run(feeds: Record<string, Tensor>, outputNames?: string[]): Promise<Record<string, Tensor>> {
+    return this.session.run(feeds, outputNames);
+  }
+
+  runSync(feeds: Record<string, Tensor>, outputNames?: string[]): Record<string, Tensor> {
+    return this.session.runSync(feeds, outputNames);
+  }
+
+  /** One input in, the first output out. */
+  async predict(input: Tensor | Record<string, Tensor>): Promise<Tensor> {
+    const outs = await this.run(this.toFeeds(input), [this.outputNames[0]!]);
+    return outs[this.outputNames[0]!]!;
+  }
+
+  /** Index of the largest score per row of the first output ([N, C] → N classes). */
+  async predictClass(input: Tensor | Record<string, Tensor>): Promise<number[]> {
+    return Array.from(argmaxRows(await this.predict(input)));
+  }
+
+  /** Top-1 / top-5 accuracy over labelled batches. */
+  async evaluate(data: Iterable<LabelledBatch> | AsyncIterable<LabelledBatch>, opts: EvaluateOptions = {}): Promise<TopKResult> {
+    const output = opts.output ?? this.outputNames[0]!;
+    let n = 0, c1 = 0, c5 = 0;
+    const preds: number[] = [];
+    for await (const b of data) {
+      const scores = (await this.run(this.toFeeds(b.input), [output]))[output]!;
+      const { top1, top5 } = topk(scores, b.labels);
+      c1 += top1.hits; c5 += top5;
+      for (const p of top1.pred) preds.push(p);
+      n += b.labels.length;
+      opts.onProgress?.(n);
+    }
+    return { top1: n ? c1 / n : 0, top5: n ? c5 / n : 0, n, predictions: Int32Array.from(preds) };
+  }
+
+  /** Write the model as standard ONNX. */
+  async save(file: string): Promise<void> {
+    saveOnnxFile(this.graph, file);
+  }
+
+  /** The model as ONNX bytes. */
+  toBytes(): Uint8Array {
+    return encodeOnnx(this.graph);
+  }
+
+  private toFeeds(input: Tensor | Record<string, Tensor>): Record<string, Tensor> {
+    if (!(input instanceof Tensor)) return input;
+    const names = this.inputNames;
+    if (names.length !== 1) throw new Q8Error(`the model has ${names.length} inputs (${names.join(', ')}): pass named inputs`, { file: this.graph.source });
+    return { [names[0]!]: input };
+  }
+}
+
+/** Load a model from a file path or ONNX bytes. */
+export async function load(source: string | Uint8Array, opts: LoadOptions = {}): Promise<Q8Model> {
+  return new Q8Model(loadGraph(source, opts), sessionOptions(opts));
+}
+
+export function loadGraph(source: string | Uint8Array, opts: LoadOptions = {}): Model {
+  if (typeof source !== 'string') return decodeOnnx(source);
+  if (!fs.existsSync(source)) throw new Q8Error('no such file', { file: source });
+  return loadOnnxFile(source);
+}
+
+function sessionOptions(o: LoadOptions): SessionOptions {
+  const s: SessionOptions = {};
+  if (o.backend) s.backend = o.backend;
+  if (o.threads) s.threads = o.threads;
+  if (o.optimize !== undefined) s.optimize = o.optimize;
+  return s;
+}
+
+export function argmaxRows(t: Tensor): Int32Array {
+  const cols = t.shape[t.rank - 1] ?? 1;
+  const rows = cols ? t.size / cols : 0;
+  const out = new Int32Array(rows);
+  const d = t.toFloat32();
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    for (let c = 1; c < cols; c++) if (d[r * cols + c]! > d[r * cols + best]!) best = c;
+    out[r] = best;
+  }
+  return out;
+}
+
+function topk(scores: Tensor, labels: ArrayLike<number>): { top1: { hits: number; pred: Int32Array }; top5: number } {
+  const cols = scores.shape[scores.rank - 1]!;
+  const rows = scores.size / cols;
+  if (rows !== labels.length) throw new Q8Error(`model gave ${rows} rows of scores for ${labels.length} labels`);
+  const d = scores.toFloat32();
+  const pred = argmaxRows(scores);
+  let hits = 0, hits5 = 0;
+  for (let r = 0; r < rows; r++) {
+    const label = labels[r]!;
+    if (pred[r] === label) hits++;
+    // rank of the label's score: how many classes score strictly higher (ties favour lower index)
+    const v = d[r * cols + label]!;
+    let higher = 0;
+    for (let c = 0; c < cols; c++) {
+      const x = d[r * cols + c]!;
+      if (x > v || (x === v && c < label)) higher++;
+    }
+    if (higher < 5) hits5++;
+  }
+  return { top1: { hits, pred }, top5: hits5 };
+}
+
+/** Which backends this machine can run, and which 'auto' picks. */
+export function backendInfo(): { selected: string; available: { name: string; description: string }[] } {
+  return {
+    selected: resolveBackend('auto'),
+    available: [
+      ...listBackends().filter((b) => b.available()).map((b) => ({ name: b.name, description: b.description })),
+      { name: 'ref', description: 'TypeScript reference kernels' },
+    ],
+  };
+}
+
+export { Tensor, getBackend, type BackendChoice };
