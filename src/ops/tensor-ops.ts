@@ -6,5 +6,6 @@ import type { OpSchema } from './registry.js';
 import { ops as shapeOps } from './shape-ops.js';
 import { ops as gatherScatter } from './gather-scatter.js';
 import { ops as resize } from './resize.js';
+import { ops as einsum } from './einsum.js';
 
-export const ops: OpSchema[] = [...shapeOps, ...gatherScatter, ...resize];
+export const ops: OpSchema[] = [...shapeOps, ...gatherScatter, ...resize, ...einsum];
