@@ -576,14 +576,14 @@ function castTensor(x: Tensor, to: DType, ctx: KernelContext): Tensor {
 }
 
 function castTarget(ctx: KernelContext): DType {
-  const to = ctx.attrs.int('to');
-  const s = ctx.opset < 6 ? ctx.attrs.raw('to') : undefined;
+  const s = ctx.attrs.raw('to');
   // Opset 1 spelled `to` as a string ("FLOAT", "INT64", ...).
   if (s && s.type === 'string') {
     const name = s.value.toLowerCase() === 'float' ? 'float32' : s.value.toLowerCase() === 'double' ? 'float64' : s.value.toLowerCase();
     if (name in DTYPES) return name as DType;
     throw new Q8Error(`Cast: unknown target type '${s.value}'`);
   }
+  const to = ctx.attrs.int('to');
   if (to === undefined) throw new Q8Error('Cast needs attribute to');
   const d = dtypeFromOnnx(to);
   if (!d) throw new Q8Error(`Cast: target type code ${to} is not supported`);
