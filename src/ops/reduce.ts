@@ -62,7 +62,8 @@ function reduceOp(kind: ReduceKind): OpSchema {
     opType: `Reduce${kind}`,
     run(inputs, ctx) {
       const x = req(inputs, 0, 'data');
-      numericOnly(x, 'data');
+      // ReduceMax/ReduceMin accept bool from opset 20.
+      if (!(x.dtype === 'bool' && (kind === 'Max' || kind === 'Min'))) numericOnly(x, 'data');
       const pr = reduceShapes(x, inputs, ctx, inputSince);
       if (pr.axes.length === 0 && sameLen(pr.keepShape, x.shape)) {
         // noop_with_empty_axes: the input is returned unchanged.
@@ -248,6 +249,7 @@ function softOp(kind: SoftKind): OpSchema {
 
 /** Softmax-family along a strided axis: element (o, j, k) at o*len*inner + j*inner + k. */
 export function softmaxInto(xd: Arr, yd: Arr, outer: number, len: number, inner: number, kind: SoftKind): void {
+  if (inner > 1 && kind !== 'Hardmax') { softmaxStrided(xd, yd, outer, len, inner, kind); return; }
   for (let o = 0; o < outer; o++) {
     for (let k = 0; k < inner; k++) {
       const base = o * len * inner + k;
@@ -270,6 +272,42 @@ export function softmaxInto(xd: Arr, yd: Arr, outer: number, len: number, inner:
       } else {
         const lse = Math.log(sum) + mx;
         for (let j = 0, i = base; j < len; j++, i += inner) yd[i] = xd[i] - lse;
+      }
+    }
+  }
+}
+
+/** inner > 1: sweep whole rows of `inner` contiguous elements so memory is read sequentially. */
+function softmaxStrided(xd: Arr, yd: Arr, outer: number, len: number, inner: number, kind: SoftKind): void {
+  const mx = new Float64Array(inner);
+  const sum = new Float64Array(inner);
+  for (let o = 0; o < outer; o++) {
+    const base = o * len * inner;
+    mx.fill(-Infinity);
+    sum.fill(0);
+    for (let j = 0; j < len; j++) {
+      const r = base + j * inner;
+      for (let k = 0; k < inner; k++) { const v = xd[r + k]; if (v > mx[k]!) mx[k] = v; }
+    }
+    for (let j = 0; j < len; j++) {
+      const r = base + j * inner;
+      for (let k = 0; k < inner; k++) {
+        const e = Math.exp(xd[r + k] - mx[k]!);
+        sum[k] += e;
+        if (kind === 'Softmax') yd[r + k] = e;
+      }
+    }
+    if (kind === 'Softmax') {
+      for (let k = 0; k < inner; k++) sum[k] = 1 / sum[k]!;
+      for (let j = 0; j < len; j++) {
+        const r = base + j * inner;
+        for (let k = 0; k < inner; k++) yd[r + k] *= sum[k]!;
+      }
+    } else {
+      for (let k = 0; k < inner; k++) sum[k] = Math.log(sum[k]!) + mx[k]!;
+      for (let j = 0; j < len; j++) {
+        const r = base + j * inner;
+        for (let k = 0; k < inner; k++) yd[r + k] = xd[r + k] - sum[k]!;
       }
     }
   }
