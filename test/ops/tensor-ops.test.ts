@@ -5,31 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import '../../src/ops/index.js';
-import { getOp } from '../../src/ops/registry.js';
-import { attrsFrom, invokeKernel, makeContext, runOp } from '../../src/runtime/invoke.js';
+import { runOp } from '../../src/runtime/invoke.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { Q8Error } from '../../src/core/errors.js';
+import { runMulti, same, seq } from './tensor-test-util.js';
 
-/** ((i*37 + k*11) % 19 - 9) / 4: quarter steps in [-2.25, 2.25], exact in float32, never constant. */
-export function seq(shape: number[], k = 0): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  return Tensor.from('float32', shape, Array.from({ length: n }, (_, i) => (((i * 37 + k * 11) % 19) - 9) / 4));
-}
 const i64 = (v: number[]) => Tensor.from('int64', [v.length], v);
 const one = (op: string, inputs: (Tensor | undefined)[], attrs: Record<string, unknown> = {}, opset = 21) =>
   runOp(op, inputs, attrs, opset)[0]!;
-
-/** Run an op whose node declares `nOut` outputs (Split, Dropout with mask). */
-export function runMulti(op: string, inputs: (Tensor | undefined)[], attrs: Record<string, unknown>, opset: number, nOut: number): Tensor[] {
-  const schema = getOp('', op)!;
-  const node = { name: op, opType: op, domain: '', inputs: inputs.map((_, i) => `i${i}`), outputs: Array.from({ length: nOut }, (_, i) => `o${i}`), attrs: attrsFrom(attrs) };
-  return invokeKernel(schema, schema.run, inputs, makeContext(node, opset));
-}
-
-function same(t: Tensor, shape: number[], values: readonly (number | bigint)[]): void {
-  assert.deepEqual([...t.shape], shape);
-  assert.deepEqual(Array.from(t.data as ArrayLike<number | bigint>), [...values]);
-}
 
 test('Reshape: 0 copies, -1 infers, allowzero keeps 0, bad shapes are Q8Errors', () => {
   const x = seq([2, 3, 4]);
