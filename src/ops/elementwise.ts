@@ -545,8 +545,16 @@ function castTensor(x: Tensor, to: DType, ctx: KernelContext): Tensor {
     return y;
   }
   switch (to) {
-    case 'float16': for (let i = 0; i < n; i++) dst[i] = f32ToF16(Number(read(i))); break;
-    case 'bfloat16': for (let i = 0; i < n; i++) dst[i] = f32ToBf16(Number(read(i))); break;
+    case 'float16': case 'bfloat16': {
+      const enc = to === 'float16' ? f32ToF16 : f32ToBf16;
+      const dec = to === 'float16' ? f16ToF32 : bf16ToF32;
+      const wide = x.dtype === 'float64' || fromK === 'big' || x.dtype === 'int32' || x.dtype === 'uint32';
+      for (let i = 0; i < n; i++) {
+        const v = Number(read(i));
+        dst[i] = wide ? halfFromWide(v, enc, dec, to === 'float16' ? 65520 : Infinity) : enc(v);
+      }
+      break;
+    }
     case 'bool': for (let i = 0; i < n; i++) { const v = read(i); dst[i] = v ? 1 : 0; } break; // NaN → false? see below
     case 'int64': case 'uint64':
       for (let i = 0; i < n; i++) {
@@ -573,6 +581,26 @@ function castTensor(x: Tensor, to: DType, ctx: KernelContext): Tensor {
     for (let i = 0; i < n; i++) { const v = read(i) as number; if (v !== v) dst[i] = 1; }
   }
   return y;
+}
+
+/**
+ * Round a float64 to a 16-bit float directly: going through float32 first can round twice and land
+ * one step off when the float32 value sits exactly halfway between two 16-bit values.
+ */
+function halfFromWide(v: number, enc: (x: number) => number, dec: (h: number) => number, overflow: number): number {
+  const h = enc(v);
+  if (!Number.isFinite(v) || Math.fround(v) === v) return h;
+  if (Math.abs(v) >= overflow) return h;
+  let best = h;
+  let bestErr = Math.abs(dec(h) - v);
+  for (const c of [h - 1, h + 1]) {
+    if ((c & 0x7fff) === 0x7fff || ((c ^ h) & 0x8000)) continue; // stay within the same sign, skip NaN
+    const d = dec(c);
+    if (!Number.isFinite(d)) continue;
+    const err = Math.abs(d - v);
+    if (err < bestErr || (err === bestErr && (c & 1) === 0)) { best = c; bestErr = err; }
+  }
+  return best;
 }
 
 function castTarget(ctx: KernelContext): DType {

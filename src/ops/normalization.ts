@@ -62,9 +62,9 @@ const batchNorm: OpSchema = {
     const training = ctx.opset >= 14
       ? ctx.attrs.int('training_mode', 0) !== 0
       : outputsWanted(ctx) > 1 && (ctx.opset >= 7 || ctx.attrs.int('is_test', 0) === 0);
-    const sc = scale.toFloat32(), bs = bias.toFloat32();
-    let mu: ArrayLike<number> = mean.toFloat32();
-    let va: ArrayLike<number> = vari.toFloat32();
+    const sc = scale.toNumbers(), bs = bias.toNumbers();
+    let mu: ArrayLike<number> = mean.toNumbers();
+    let va: ArrayLike<number> = vari.toNumbers();
     const xd = x.data as Arr;
     // Element (n, c, s) of X; parameter index p = c (spatial) or c*S + s (per activation).
     const inner = perAct ? 1 : S;
@@ -113,7 +113,7 @@ const batchNorm: OpSchema = {
       }
     }
     if (!training) return [y];
-    const m0 = mean.toFloat32(), v0 = vari.toFloat32();
+    const m0 = mean.toNumbers(), v0 = vari.toNumbers();
     const runMean = ctx.alloc(mean.dtype, mean.shape);
     const runVar = ctx.alloc(vari.dtype, vari.shape);
     const rm = runMean.data as Arr, rv = runVar.data as Arr;
@@ -149,7 +149,7 @@ const instanceNorm: OpSchema = {
     if (scale.size !== C || bias.size !== C) {
       throw new Q8Error(`scale and B need ${C} elements, got ${shapeStr(scale.shape)} and ${shapeStr(bias.shape)}`);
     }
-    const sc = scale.toFloat32(), bs = bias.toFloat32();
+    const sc = scale.toNumbers(), bs = bias.toNumbers();
     const xd = x.data as Arr;
     const y = ctx.alloc(x.dtype, x.shape);
     const yd = y.data as Arr;
@@ -191,8 +191,8 @@ const layerNorm: OpSchema = {
     // Scale and B broadcast to the normalized shape X.shape[axis:].
     const si = broadcastIndex(scale.shape, normShape);
     const bi = bias ? broadcastIndex(bias.shape, normShape) : undefined;
-    const sd = scale.toFloat32();
-    const bd = bias ? bias.toFloat32() : undefined;
+    const sd = scale.toNumbers();
+    const bd = bias ? bias.toNumbers() : undefined;
     const xd = x.data as Arr;
     const y = ctx.alloc(x.dtype, x.shape);
     const yd = y.data as Arr;
