@@ -1,0 +1,2 @@
+export interface OrtQdqOptions { x?: number }
+export function writeOrtQdq(): void {}
