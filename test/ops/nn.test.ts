@@ -328,3 +328,29 @@ function runOpN(op: string, inputs: Tensor[], attrs: Record<string, unknown>, nO
   const node = { name: op, opType: op, domain: '', inputs: inputs.map((_, i) => `in${i}`), outputs: Array.from({ length: nOut }, (_, i) => `out${i}`), attrs: attrsFrom(attrs) };
   return invokeKernel(schema, schema.run, inputs, makeContext(node, opset));
 }
+
+test('NonMaxSuppression: IoU suppression, score threshold, limits, flipped corners, center boxes, batches and classes', () => {
+  // Unit boxes along x; IoU of boxes shifted by 0.1 is 0.9/1.1 ≈ 0.82, far ones do not overlap.
+  const corners = [[0, 0, 1, 1], [0, 0.1, 1, 1.1], [1, 0.9, 0, -0.1], [0, 10, 1, 11], [0, 10.1, 1, 11.1], [0, 100, 1, 101]];
+  const scores = [0.9, 0.75, 0.6, 0.95, 0.5, 0.3];
+  const boxes = f32([1, 6, 4], corners.flat());
+  const sc = f32([1, 1, 6], scores);
+  const i64 = (v: number) => Tensor.from('int64', [1], [BigInt(v)]);
+  const sel = (t: Tensor) => { assert.equal(t.dtype, 'int64'); assert.equal(t.shape[1], 3); return t.toNumbers(); };
+  const nms = (extra: (Tensor | undefined)[], attrs: Record<string, unknown> = {}, b = boxes, s = sc) =>
+    sel(runOp('NonMaxSuppression', [b, s, ...extra], attrs)[0]!);
+  assert.deepEqual(nms([i64(10), f32([1], [0.5])]), [0, 0, 3, 0, 0, 0, 0, 0, 5]);
+  assert.deepEqual(nms([i64(2), f32([1], [0.5])]), [0, 0, 3, 0, 0, 0]);
+  assert.deepEqual(nms([i64(10), f32([1], [0.5]), f32([1], [0.3])]), [0, 0, 3, 0, 0, 0]); // strictly above
+  assert.deepEqual(nms([i64(3), f32([1], [0.9])]), [0, 0, 3, 0, 0, 0, 0, 0, 1]);
+  assert.deepEqual(nms([]), []); // max_output_boxes_per_class defaults to 0
+  // Center format: (xc, yc, w, h) of the same boxes.
+  const centers = corners.map(([y1, x1, y2, x2]) => [(x1! + x2!) / 2, (y1! + y2!) / 2, Math.abs(x2! - x1!), Math.abs(y2! - y1!)]);
+  assert.deepEqual(nms([i64(10), f32([1], [0.5])], { center_point_box: 1 }, f32([1, 6, 4], centers.flat())), [0, 0, 3, 0, 0, 0, 0, 0, 5]);
+  // Two batches × two classes: grouped by batch, then class.
+  const b2 = f32([2, 6, 4], [...corners.flat(), ...corners.flat()]);
+  const s2 = f32([2, 2, 6], [...scores, ...scores.map((x) => 1 - x), ...scores.map((x, i) => (i === 5 ? 0.99 : x)), ...scores]);
+  assert.deepEqual(nms([i64(1), f32([1], [0.5])], {}, b2, s2), [0, 0, 3, 0, 1, 5, 1, 0, 5, 1, 1, 3]);
+  assert.throws(() => runOp('NonMaxSuppression', [boxes, f32([1, 1, 5], scores.slice(0, 5))]), /scores/);
+  assert.throws(() => runOp('NonMaxSuppression', [boxes, sc, i64(1), f32([1], [1.5])]), /iou_threshold/);
+});
