@@ -3,10 +3,12 @@
 // live in per-ISA translation units and are only called when cpuid says they can run.
 #include <node_api.h>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -82,7 +84,7 @@ constexpr int kSlots = 4;
 
 struct Pool {
   std::vector<std::thread> workers;
-  std::vector<Scratch> scratch;  // [thread][slot]
+  std::vector<std::unique_ptr<Scratch>> scratch;  // [thread][slot]; stable addresses across resizes
   int nthreads = 1;
   std::mutex m;
   std::condition_variable cv, done;
@@ -114,7 +116,7 @@ struct Pool {
   }
   void start(int n) {
     nthreads = n < 1 ? 1 : n;
-    scratch.resize((size_t)nthreads * kSlots);
+    while (scratch.size() < (size_t)nthreads * kSlots) scratch.emplace_back(new Scratch());
     stop = false;
     for (int i = 1; i < nthreads; i++) workers.emplace_back([this, i] { worker(i); });
   }
@@ -137,7 +139,7 @@ static Pool& pool() {
 }
 
 int pool_threads() { return pool().nthreads; }
-Scratch& scratch(int thread, int which) { return pool().scratch[(size_t)thread * kSlots + which]; }
+Scratch& scratch(int thread, int which) { return *pool().scratch[(size_t)thread * kSlots + which]; }
 
 void parallel_for(int n, TaskFn fn, void* ctx) {
   Pool& p = pool();
@@ -499,6 +501,25 @@ ENTRY(ConvQ8)
   return undef(env);
 END
 
+// peak(kind 'int8'|'f32', iters) -> { ops, seconds } of a register-only loop on the calling thread.
+ENTRY(Peak)
+  Args a(env, info, 2, "peak");
+  char buf[16];
+  size_t len;
+  napi_get_value_string_utf8(env, a.argv[0], buf, sizeof buf, &len);
+  long n = (long)a.num(1);
+  auto fn = std::string(buf) == "int8" ? K().peak_i8 : K().peak_f32;
+  CHECK(env, fn != nullptr, "peak: no vector kernels for this ISA");
+  auto t0 = std::chrono::steady_clock::now();
+  double ops = fn(n);
+  double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  napi_value o, v;
+  napi_create_object(env, &o);
+  napi_create_double(env, ops, &v); napi_set_named_property(env, o, "ops", v);
+  napi_create_double(env, sec, &v); napi_set_named_property(env, o, "seconds", v);
+  return o;
+END
+
 }  // namespace q8
 
 // Context-aware init: loads in the main thread and in worker_threads alike; all state is
@@ -509,7 +530,7 @@ NAPI_MODULE_INIT() {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
       {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
-      {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8},
+      {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"peak", Peak},
   };
   for (auto& f : fns) {
     napi_value v;

@@ -63,6 +63,9 @@ struct Scratch {
   void* p = nullptr;
   size_t n = 0;
   void* get(size_t bytes);
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
   ~Scratch();
 };
 
@@ -80,6 +83,8 @@ struct Kernels {
   void (*conv_q8)(const PackQ8Conv&, const ConvGeom&, int batch, const float* X, const Epi&, float* out);
   void (*gemm_f32)(const PackF32Gemm&, const float* A, int M, const Epi&, float* out);
   void (*conv_f32)(const PackF32Conv&, const ConvGeom&, int batch, const float* X, const Epi&, float* out);
+  double (*peak_i8)(long iters);   // ops done by a tight int8-dot loop (null: none)
+  double (*peak_f32)(long iters);  // ops done by a tight FMA loop (null: none)
 };
 
 extern const Kernels kern_avx512vnni, kern_avxvnni, kern_avx2, kern_scalar;

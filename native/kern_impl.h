@@ -546,8 +546,43 @@ static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const f
   else parallel_for(batch * P.group * c.npanel, conv_f32_task, &c);
 }
 
+// Peak probes: 24 independent accumulator chains of the int8 dot (or fp32 FMA), no memory traffic.
+// Returns the number of operations done (2 per multiply-add) so the caller can time them.
+static double peak_i8(long n) {
+  I acc[24];
+  for (int i = 0; i < 24; i++) acc[i] = V::izero();
+  I a = V::ibcast("\x01\x02\x03\x04"), w = V::ibcast("\x05\xfa\x07\x08");
+  for (long it = 0; it < n; it++) {
+    __asm__ volatile("" : "+x"(a), "+x"(w));
+    for (int i = 0; i < 24; i++) acc[i] = V::dot(acc[i], a, w);
+  }
+  I s = acc[0];
+  for (int i = 1; i < 24; i++) s = V::dot(s, acc[i], w);
+  alignas(64) int32_t tmp[L];
+  V::istore(tmp, s);
+  __asm__ volatile("" : : "r"(tmp[0]) : "memory");
+  return (double)n * 24 * L * 4 * 2;
+}
+
+static double peak_f32(long n) {
+  F acc[24];
+  for (int i = 0; i < 24; i++) acc[i] = V::fzero();
+  F a = V::fset(1.0001f), w = V::fset(0.9999f);
+  for (long it = 0; it < n; it++) {
+    __asm__ volatile("" : "+x"(a), "+x"(w));
+    for (int i = 0; i < 24; i++) acc[i] = V::fma(a, w, acc[i]);
+  }
+  F s = acc[0];
+  for (int i = 1; i < 24; i++) s = V::add(s, acc[i]);
+  alignas(64) float tmp[L];
+  V::fstore(tmp, s);
+  __asm__ volatile("" : : "r"(tmp[0]) : "memory");
+  return (double)n * 24 * L * 2;
+}
+
 }  // namespace Q8_NS
 
-const Kernels Q8_TABLE = {Q8_NAME, V::kU8, Q8_NS::gemm_q8, Q8_NS::conv_q8, Q8_NS::gemm_f32, Q8_NS::conv_f32};
+const Kernels Q8_TABLE = {Q8_NAME, V::kU8, Q8_NS::gemm_q8, Q8_NS::conv_q8, Q8_NS::gemm_f32, Q8_NS::conv_f32,
+                          Q8_NS::peak_i8, Q8_NS::peak_f32};
 
 }  // namespace q8

@@ -134,6 +134,6 @@ void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X
 
 }  // namespace
 
-const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32};
+const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32, nullptr, nullptr};
 
 }  // namespace q8
