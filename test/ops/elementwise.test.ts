@@ -192,6 +192,8 @@ test('Cast between dtypes', () => {
   assert.deepEqual([...(h.data as Uint16Array)], [16282, 49050, 23731, 45670, 31743, 0]);
   const back = one('Cast', [Tensor.from('float16', [6], new Uint16Array([0x3c00, 0xc000, 0x7bff, 0x0001, 0x7c00, 0x3555]))], { to: 1 });
   close(back.data as Float32Array, [1.0, -2.0, 65504.0, 5.960464477539063e-08, Infinity, 0.333251953125], 0, 0);
+  // float64 → float16 rounds once: 1 + 2^-11 ± 2^-40 straddle a float16 tie (numpy: 15361, 15360)
+  assert.deepEqual([...(one('Cast', [Tensor.from('float64', [2], [1 + 2 ** -11 + 2 ** -40, 1 + 2 ** -11 - 2 ** -40])], { to: 10 }).data as Uint16Array)], [15361, 15360]);
   // int64 beyond 2^53 keeps exact low bits when narrowed
   assert.deepEqual([...(one('Cast', [Tensor.from('int64', [2], [4294967297n, -1n])], { to: 6 }).data as Int32Array)], [1, -1]);
   assert.deepEqual(one('Cast', [f32([4], [0.1, -2.5, NaN, -Infinity])], { to: 8 }).data, ['0.1', '-2.5', 'NaN', '-INF']);
