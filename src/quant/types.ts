@@ -67,7 +67,10 @@ export function quantizeWindow(x: ArrayLike<number>, off: number, len: number, q
     const v = roundHalfEven(f(x[off + i]! * inv));
     q[qOff + i] = v > 127 ? 127 : v < -127 ? -127 : v || 0; // NaN (and -0) -> 0
   }
-  return f(amax / 127);
+  // Keep 127·scale finite: for amax near FLT_MAX the rounded scale could dequantize 127 to Infinity.
+  let s = f(amax / 127);
+  while (f(s * 127) === Infinity) s = f(s - s * 2 ** -23);
+  return s;
 }
 
 /** Refuse NaN/Inf weights with an error that says where. */
