@@ -189,22 +189,39 @@ export function convF32(
   }
 }
 
-/** One input channel per group: a direct loop, no GEMM (im2col would only add traffic). y holds the bias. */
+/**
+ * One input channel per group: a direct loop, no GEMM (im2col would only add traffic). y holds the
+ * bias. Windows fully inside the input skip the bounds work, and 3×3 kernels (MobileNet's) keep
+ * their nine weights in locals.
+ */
 function depthwise2D(x: Float32Array, w: Float32Array, y: Float32Array, N: number, C: number, Mg: number, g: Conv2DGeom): void {
   const { H, W, kh, kw, sh, sw, dh, dw, padTop, padLeft, OH, OW } = g;
   const M = C * Mg;
+  const is3x3 = kh === 3 && kw === 3;
   for (let n = 0; n < N; n++) {
     for (let m = 0; m < M; m++) {
       const c = Math.floor(m / Mg);
       const plane = (n * C + c) * H * W;
       const wBase = m * kh * kw;
+      // (Only read for 3×3: a smaller kernel must not read past the end of w.)
+      const k9 = is3x3 ? 1 : 0;
+      const w0 = w[wBase], w1 = w[wBase + k9], w2 = w[wBase + 2 * k9], w3 = w[wBase + 3 * k9], w4 = w[wBase + 4 * k9];
+      const w5 = w[wBase + 5 * k9], w6 = w[wBase + 6 * k9], w7 = w[wBase + 7 * k9], w8 = w[wBase + 8 * k9];
       let yi = (n * M + m) * OH * OW;
       for (let oy = 0; oy < OH; oy++) {
         const iy0 = oy * sh - padTop;
         const kyLo = iy0 >= 0 ? 0 : Math.ceil(-iy0 / dh);
         const kyHi = Math.min(kh, Math.floor((H - 1 - iy0) / dh) + 1);
+        const fast3 = is3x3 && kyLo === 0 && kyHi === 3;
         for (let ox = 0; ox < OW; ox++, yi++) {
           const ix0 = ox * sw - padLeft;
+          if (fast3 && ix0 >= 0 && ix0 + 2 * dw < W) {
+            const r0 = plane + iy0 * W + ix0, r1 = r0 + dh * W, r2 = r1 + dh * W;
+            y[yi] += x[r0] * w0 + x[r0 + dw] * w1 + x[r0 + 2 * dw] * w2
+              + x[r1] * w3 + x[r1 + dw] * w4 + x[r1 + 2 * dw] * w5
+              + x[r2] * w6 + x[r2 + dw] * w7 + x[r2 + 2 * dw] * w8;
+            continue;
+          }
           const kxLo = ix0 >= 0 ? 0 : Math.ceil(-ix0 / dw);
           const kxHi = Math.min(kw, Math.floor((W - 1 - ix0) / dw) + 1);
           let s = 0;
