@@ -16,9 +16,15 @@ import { feedInputs, type Model, type ValueInfo } from './graph/ir.js';
 import { decodeOnnx, encodeOnnx, loadOnnxFile, saveOnnxFile } from './formats/onnx/index.js';
 import { Session, type SessionOptions } from './runtime/session.js';
 import { Tensor } from './tensor/tensor.js';
+import { WorkerModel } from './worker.js';
 import { getBackend, listBackends, resolveBackend, type BackendChoice } from './kernels/registry.js';
 
 export interface LoadOptions extends SessionOptions {
+  /**
+   * Run inference in a worker thread so the event loop stays free while a model runs (the
+   * worker holds its own copy of the weights). Default false: runs on the calling thread.
+   */
+  worker?: boolean;
   /** Source format; detected from the extension and content when absent. */
   from?: 'onnx' | 'caffe' | 'tensorflow' | 'tfjs' | 'bigdl';
   /** Caffe: the network definition (.prototxt) that goes with a .caffemodel. */
@@ -52,8 +58,9 @@ export interface EvaluateOptions {
 /** A loaded model: its graph (as loaded) and a session that runs it. */
 export class Q8Model {
   private sessionCache: Session | undefined;
+  private workerCache: Promise<WorkerModel> | undefined;
 
-  constructor(readonly graph: Model, readonly options: SessionOptions = {}) {}
+  constructor(readonly graph: Model, readonly options: SessionOptions & { worker?: boolean } = {}) {}
 
   /** Inputs the caller feeds (name, dtype, shape with null/strings for free dims). */
   get inputs(): readonly ValueInfo[] { return feedInputs(this.graph.graph); }
@@ -72,7 +79,16 @@ export class Q8Model {
 
   /** Run on named inputs; resolves with every output (or those named). */
   async run(feeds: Record<string, Tensor>, outputNames?: string[]): Promise<Record<string, Tensor>> {
-    return this.session.run(feeds, outputNames);
+    if (!this.options.worker) return this.session.run(feeds, outputNames);
+    this.workerCache ??= WorkerModel.create(this.toBytes(), { ...this.options, worker: false });
+    return (await this.workerCache).run(feeds, outputNames);
+  }
+
+  /** Stop the worker thread, if one was started (a process with a live worker does not exit). */
+  async close(): Promise<void> {
+    const w = this.workerCache;
+    this.workerCache = undefined;
+    if (w) await (await w).close();
   }
 
   runSync(feeds: Record<string, Tensor>, outputNames?: string[]): Record<string, Tensor> {
@@ -135,11 +151,12 @@ export function loadGraph(source: string | Uint8Array, opts: LoadOptions = {}): 
   return loadOnnxFile(source);
 }
 
-function sessionOptions(o: LoadOptions): SessionOptions {
-  const s: SessionOptions = {};
+function sessionOptions(o: LoadOptions): SessionOptions & { worker?: boolean } {
+  const s: SessionOptions & { worker?: boolean } = {};
   if (o.backend) s.backend = o.backend;
   if (o.threads) s.threads = o.threads;
   if (o.optimize !== undefined) s.optimize = o.optimize;
+  if (o.worker) s.worker = true;
   return s;
 }
 

@@ -14,3 +14,4 @@ export { Session, type SessionOptions } from './runtime/session.js';
 export { decodeNpy, encodeNpy } from './data/npy.js';
 export { readIdx, imageBatches } from './data/idx.js';
 export { listOps } from './ops/index.js';
+export { WorkerModel } from './worker.js';

@@ -1,0 +1,84 @@
+/** The library API as a user meets it: load, run, predict, predictClass, evaluate, save, worker mode. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { load, Q8Error, Tensor, readIdx, imageBatches } from '../src/index.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const vgg = path.join(root, 'models/fashion-vgg.onnx');
+const DATA = '/usr/share/datasets/fashion-mnist';
+const haveData = fs.existsSync(path.join(DATA, 't10k-images-idx3-ubyte.gz'));
+
+function fashionBatch(n: number): { x: Tensor; labels: Uint8Array } {
+  const images = readIdx(path.join(DATA, 't10k-images-idx3-ubyte.gz'));
+  const labels = readIdx(path.join(DATA, 't10k-labels-idx1-ubyte.gz'));
+  const b = imageBatches(images, labels, n, { scale: 1 / 255 }).next().value!;
+  return { x: b.input as Tensor, labels: b.labels };
+}
+
+test('load / inputs / outputs / run / predict / predictClass', { skip: haveData ? false : `${DATA} is absent` }, async () => {
+  const model = await load(vgg);
+  assert.deepEqual(model.inputNames, ['input']);
+  assert.deepEqual(model.outputNames, ['logits']);
+  assert.equal(model.inputs[0]!.dtype, 'float32');
+  const { x, labels } = fashionBatch(32);
+  const out = await model.run({ input: x });
+  assert.deepEqual(out['logits']!.shape, [32, 10]);
+  const y = await model.predict(x);
+  assert.deepEqual(y.data, out['logits']!.data);
+  const cls = await model.predictClass(x);
+  assert.equal(cls.length, 32);
+  const right = cls.filter((c, i) => c === labels[i]).length;
+  assert.ok(right >= 26, `only ${right}/32 right`); // the model scores 91.7% on the full set
+});
+
+test('evaluate gives top-1/top-5 and per-example predictions', { skip: haveData ? false : `${DATA} is absent` }, async () => {
+  const model = await load(vgg);
+  const images = readIdx(path.join(DATA, 't10k-images-idx3-ubyte.gz'));
+  const labels = readIdx(path.join(DATA, 't10k-labels-idx1-ubyte.gz'));
+  const r = await model.evaluate(imageBatches(images, labels, 100, { scale: 1 / 255 }, 500));
+  assert.equal(r.n, 500);
+  assert.equal(r.predictions.length, 500);
+  assert.ok(r.top1 > 0.85 && r.top1 <= r.top5 && r.top5 <= 1, `top1 ${r.top1} top5 ${r.top5}`);
+  const hits = [...r.predictions].filter((p, i) => p === labels.data[i]).length;
+  assert.equal(hits / 500, r.top1);
+});
+
+test('save writes ONNX that loads back with the same outputs', { skip: haveData ? false : `${DATA} is absent` }, async () => {
+  const model = await load(vgg);
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'q8-api-')), 'copy.onnx');
+  await model.save(file);
+  const again = await load(file);
+  const { x } = fashionBatch(4);
+  assert.deepEqual((await again.predict(x)).data, (await model.predict(x)).data);
+});
+
+test('load from bytes; a one-input helper refuses a multi-input call shape', async () => {
+  const model = await load(fs.readFileSync(vgg));
+  await assert.rejects(model.predict(Tensor.zeros('float32', [1, 1, 28, 27])), (e: unknown) => e instanceof Q8Error && /shape/.test(e.message));
+  await assert.rejects(load(path.join(root, 'no-such-model.onnx')), (e: unknown) => e instanceof Q8Error && /no such file/.test(e.message));
+});
+
+test('worker mode: run() leaves the event loop free and returns the same outputs', { skip: haveData ? false : `${DATA} is absent` }, async () => {
+  const inThread = await load(vgg);
+  const inWorker = await load(vgg, { worker: true });
+  try {
+    const { x } = fashionBatch(200);
+    await inWorker.run({ input: x }); // start-up
+    let ticks = 0;
+    const iv = setInterval(() => ticks++, 1);
+    const t0 = performance.now();
+    const out = await inWorker.run({ input: x });
+    const ms = performance.now() - t0;
+    clearInterval(iv);
+    assert.deepEqual(out['logits']!.data, (await inThread.run({ input: x }))['logits']!.data);
+    // A blocked loop would fire the interval at most once; a free one fires about every ms.
+    assert.ok(ticks >= Math.min(5, ms / 4), `event loop ticked ${ticks} times during a ${ms.toFixed(0)} ms run`);
+    await assert.rejects(inWorker.run({ input: Tensor.zeros('float32', [1, 1, 28, 27]) }), (e: unknown) => e instanceof Q8Error && /must have shape/.test(e.message));
+  } finally {
+    await inWorker.close();
+  }
+});
