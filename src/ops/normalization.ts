@@ -46,11 +46,12 @@ const batchNorm: OpSchema = {
     const bias = req(inputs, 2, 'B');
     const mean = req(inputs, 3, 'input_mean');
     const vari = req(inputs, 4, 'input_var');
-    if (x.rank < 2) throw new Q8Error(`X must have rank >= 2 ([N, C, ...]), got ${shapeStr(x.shape)}`);
+    if (x.rank < 1) throw new Q8Error(`X must have rank >= 1 ([N, C, ...]), got a scalar`);
     const eps = ctx.attrs.float('epsilon', 1e-5);
     const momentum = ctx.attrs.float('momentum', 0.9);
     const N = x.shape[0]!;
-    const C = x.shape[1]!;
+    // A 1-D input [N] has one channel (spec, opset 9+).
+    const C = x.rank === 1 ? 1 : x.shape[1]!;
     const S = spanSize(x.shape, 2, x.rank);
     // spatial=0 (opset < 9): one statistic per activation, i.e. per element of X.shape[1:].
     const spatial = ctx.opset >= 9 ? true : ctx.attrs.int('spatial', 1) !== 0;

@@ -34,6 +34,10 @@ test('BatchNormalization inference, every opset', () => {
   const y = runOp('BatchNormalization', [Tensor.from('float32', [2, 3], [1, 2, 3, -1, 0, 0.5]), scale(), bias(), mean(), vari()])[0]!;
   close(y.data as Float32Array, [1, 2, 3, -1, 0, 0.5].map((x, i) => ((x - [0.5, -0.25, 1][i % 3]!) / Math.sqrt([1, 0.5, 2.25][i % 3]! + 1e-5)) * [1.5, -0.5, 2][i % 3]! + [0.1, 0.2, -0.3][i % 3]!));
   assert.throws(() => runOp('BatchNormalization', [X(), scale(), bias(), mean(), v3([1, 2])]), /3 elements/);
+  // 1-D input: one channel
+  const one = (v: number) => Tensor.from('float32', [1], [v]);
+  close(runOp('BatchNormalization', [Tensor.from('float32', [3], [1, -2, 4]), one(2), one(0.5), one(1), one(4)])[0]!.data as Float32Array,
+    [1, -2, 4].map((x) => ((x - 1) / Math.sqrt(4 + 1e-5)) * 2 + 0.5));
 });
 
 test('BatchNormalization spatial=0 (opset < 9): statistics per activation', () => {
