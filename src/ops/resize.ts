@@ -81,35 +81,35 @@ function cubicKernel(t: number, A: number): number {
   return 0;
 }
 
-/** Taps for one axis: per output position, the input indices and weights (empty index list = extrapolate). */
-interface AxisTaps { idx: Int32Array[]; w: Float64Array[]; extrapolate: Uint8Array; identity: boolean }
+/**
+ * Taps for one axis, `n` per output position: input indices and weights in flat arrays
+ * (position o uses entries o*n .. o*n+n-1); `extrapolate[o]` marks tf_crop_and_resize points outside.
+ */
+interface AxisTaps { n: number; idx: Int32Array; w: Float64Array; extrapolate: Uint8Array; identity: boolean }
 
 function axisTaps(p: ResizeParams, a: number, inLen: number): AxisTaps {
   const outLen = p.outShape[a]!;
-  const idx: Int32Array[] = [], w: Float64Array[] = [];
+  const scale = p.scales[a]!;
+  const support = p.mode === 'linear' ? 1 : 2;
+  const s = p.antialias ? Math.min(scale, 1) : 1;
+  const iStart = p.mode === 'nearest' ? 0 : Math.floor(-support / s) + 1;
+  const n = p.mode === 'nearest' ? 1 : 2 - 2 * iStart;
+  check(outLen * n <= 2 ** 28, () => `Resize: ${outLen} outputs × ${n} taps on axis ${a} is too large`);
+  const idx = new Int32Array(outLen * n), w = new Float64Array(outLen * n);
   const extrapolate = new Uint8Array(outLen);
   let identity = outLen === inLen;
-  const scale = p.scales[a]!;
   for (let o = 0; o < outLen; o++) {
     const x = toOriginal(p, a, o, inLen);
-    if (p.coord === 'tf_crop_and_resize' && (x < 0 || x > inLen - 1)) {
-      extrapolate[o] = 1; identity = false;
-      idx.push(new Int32Array(0)); w.push(new Float64Array(0));
-      continue;
-    }
+    const at = o * n;
+    if (p.coord === 'tf_crop_and_resize' && (x < 0 || x > inLen - 1)) { extrapolate[o] = 1; identity = false; continue; }
     if (p.mode === 'nearest') {
       const i = Math.min(Math.max(nearestIndex(x, p.nearest, scale < 1), 0), inLen - 1);
       if (i !== o) identity = false;
-      idx.push(Int32Array.of(i)); w.push(Float64Array.of(1));
+      idx[at] = i; w[at] = 1;
       continue;
     }
     const x0 = Math.floor(x);
     const r = x - x0;
-    const support = p.mode === 'linear' ? 1 : 2;
-    const s = p.antialias ? Math.min(scale, 1) : 1;
-    const iStart = Math.floor(-support / s) + 1;
-    const n = 2 - 2 * iStart;
-    const ti = new Int32Array(n), tw = new Float64Array(n);
     let sum = 0;
     for (let k = 0; k < n; k++) {
       const i = iStart + k;
@@ -117,18 +117,17 @@ function axisTaps(p: ResizeParams, a: number, inLen: number): AxisTaps {
       let wt = p.mode === 'linear' ? Math.max(0, 1 - Math.abs(t)) : cubicKernel(t, p.cubicA);
       const src = x0 + i;
       if (p.excludeOutside && (src < 0 || src >= inLen)) wt = 0;
-      ti[k] = Math.min(Math.max(src, 0), inLen - 1);
-      tw[k] = wt;
+      idx[at + k] = Math.min(Math.max(src, 0), inLen - 1);
+      w[at + k] = wt;
       sum += wt;
     }
     if (p.antialias || p.excludeOutside) {
       check(sum !== 0, 'Resize: all interpolation weights are zero');
-      for (let k = 0; k < n; k++) tw[k] = tw[k]! / sum;
+      for (let k = 0; k < n; k++) w[at + k] = w[at + k]! / sum;
     }
     if (r !== 0 || x0 !== o) identity = false;
-    idx.push(ti); w.push(tw);
   }
-  return { idx, w, extrapolate, identity };
+  return { n, idx, w, extrapolate, identity };
 }
 
 /** Nearest: one gather over all axes, exact for every dtype. */
@@ -138,7 +137,7 @@ function resizeNearest(x: Tensor, p: ResizeParams, out: Tensor): void {
   const maps = p.outShape.map((m, a) => {
     const t = axisTaps(p, a, x.shape[a]!);
     const map = new Float64Array(m);
-    for (let o = 0; o < m; o++) map[o] = t.extrapolate[o] ? -Infinity : t.idx[o]![0]! * xs[a]!;
+    for (let o = 0; o < m; o++) map[o] = t.extrapolate[o] ? -Infinity : t.idx[o]! * xs[a]!;
     return map;
   });
   const O = out.data as unknown[], X = x.data as unknown[];
@@ -161,41 +160,93 @@ function resizeNearest(x: Tensor, p: ResizeParams, out: Tensor): void {
   }
 }
 
-/** Linear / cubic: separable passes over float64 data. */
+/**
+ * Linear / cubic: separable passes, accumulated in float64 and stored once per pass. Leading axes
+ * that are not resized are walked slice by slice, so intermediates stay small and are reused.
+ */
 function resizeInterp(x: Tensor, p: ResizeParams, out: Tensor): void {
-  let shape = x.shape.slice();
-  let cur = new Float64Array(x.size);
-  if (DTYPES[x.dtype].big) for (let i = 0; i < cur.length; i++) cur[i] = x.num(i);
-  else cur.set(x.data as Float32Array);
+  const active: number[] = [];
+  const taps: AxisTaps[] = [];
   for (let a = 0; a < x.rank; a++) {
-    const inLen = shape[a]!;
-    const t = axisTaps(p, a, inLen);
-    if (t.identity) continue;
-    const outLen = p.outShape[a]!;
-    const outer = sizeOf(shape.slice(0, a)), inner = sizeOf(shape.slice(a + 1));
-    const next = new Float64Array(outer * outLen * inner);
+    const t = axisTaps(p, a, x.shape[a]!);
+    if (!t.identity) { active.push(a); taps.push(t); }
+  }
+  const src: Float32Array | Float64Array = x.dtype === 'float32' || x.dtype === 'float64'
+    ? (x.data as Float32Array) : Float64Array.from({ length: x.size }, (_, i) => x.num(i));
+  const direct = out.dtype === 'float32' || out.dtype === 'float64';
+  const final: Float32Array | Float64Array = direct ? (out.data as Float32Array) : new Float64Array(out.size);
+  if (active.length === 0) final.set(src);
+  else {
+    const a0 = active[0]!;
+    const batch = sizeOf(x.shape.slice(0, a0));
+    const inPlane = sizeOf(x.shape.slice(a0)), outPlane = sizeOf(p.outShape.slice(a0));
+    // Per pass: the slice shape before it, and a reusable buffer for its result (except the last).
+    const shapes: number[][] = [];
+    const bufs: Float64Array[] = [];
+    let sh = x.shape.slice(a0);
+    active.forEach((a, ai) => {
+      shapes.push(sh);
+      sh = sh.slice();
+      sh[a - a0] = p.outShape[a]!;
+      if (ai < active.length - 1) bufs.push(new Float64Array(sizeOf(sh)));
+    });
+    const row = new Float64Array(Math.max(1, ...shapes.map((s, ai) => sizeOf(s.slice(active[ai]! - a0 + 1)))));
+    for (let b = 0; b < batch; b++) {
+      let cur: Float32Array | Float64Array = src.subarray(b * inPlane, (b + 1) * inPlane);
+      active.forEach((a, ai) => {
+        const last = ai === active.length - 1;
+        const next = last ? final.subarray(b * outPlane, (b + 1) * outPlane) : bufs[ai]!;
+        resizePass(cur, shapes[ai]!, a - a0, p.outShape[a]!, taps[ai]!, p.extrapolation, next, row);
+        cur = next;
+      });
+    }
+  }
+  if (!direct) storeInto(out, final);
+}
+
+/** One axis: next[.., o, ..] = Σ_k w[o,k] · cur[.., idx[o,k], ..]. */
+function resizePass(
+  cur: ArrayLike<number>, shape: readonly number[], a: number, outLen: number, t: AxisTaps, extrapolation: number,
+  next: Float32Array | Float64Array, row: Float64Array,
+): void {
+  const inLen = shape[a]!;
+  const outer = sizeOf(shape.slice(0, a)), inner = sizeOf(shape.slice(a + 1));
+  const { n, idx, w, extrapolate } = t;
+  if (inner === 1) {
     for (let b = 0; b < outer; b++) {
-      const src = b * inLen * inner, dst = b * outLen * inner;
-      for (let o = 0; o < outLen; o++) {
-        const d = dst + o * inner;
-        if (t.extrapolate[o]) { next.fill(p.extrapolation, d, d + inner); continue; }
-        const ti = t.idx[o]!, tw = t.w[o]!;
-        for (let k = 0; k < ti.length; k++) {
-          const wk = tw[k]!;
-          if (wk === 0) continue;
-          const s = src + ti[k]! * inner;
-          for (let i = 0; i < inner; i++) next[d + i] += wk * cur[s + i]!;
-        }
+      const src = b * inLen, dst = b * outLen;
+      for (let o = 0, at = 0; o < outLen; o++, at += n) {
+        if (extrapolate[o]) { next[dst + o] = extrapolation; continue; }
+        let acc = 0;
+        for (let k = 0; k < n; k++) acc += w[at + k]! * cur[src + idx[at + k]!]!;
+        next[dst + o] = acc;
       }
     }
-    cur = next;
-    shape[a] = outLen;
+    return;
   }
-  shape = p.outShape;
-  check(cur.length === out.size, () => `Resize internal size mismatch ${cur.length} vs ${out.size}`);
-  if (DTYPES[out.dtype].big) { const O = out.data as BigInt64Array; for (let i = 0; i < cur.length; i++) O[i] = BigInt(Math.trunc(cur[i]!)); }
-  else if (out.dtype === 'bool') { const O = out.data as Uint8Array; for (let i = 0; i < cur.length; i++) O[i] = cur[i] ? 1 : 0; }
-  else (out.data as Float32Array).set(cur);
+  const r = row.subarray(0, inner);
+  for (let b = 0; b < outer; b++) {
+    const src = b * inLen * inner, dst = b * outLen * inner;
+    for (let o = 0, at = 0; o < outLen; o++, at += n) {
+      const d = dst + o * inner;
+      if (extrapolate[o]) { next.fill(extrapolation, d, d + inner); continue; }
+      r.fill(0);
+      for (let k = 0; k < n; k++) {
+        const wk = w[at + k]!;
+        if (wk === 0) continue;
+        const s = src + idx[at + k]! * inner;
+        for (let i = 0; i < inner; i++) r[i] += wk * cur[s + i]!;
+      }
+      next.set(r, d);
+    }
+  }
+}
+
+/** Store float64 results into an integer/bool output (truncating, as a cast does). */
+function storeInto(out: Tensor, v: ArrayLike<number>): void {
+  if (DTYPES[out.dtype].big) { const O = out.data as BigInt64Array; for (let i = 0; i < v.length; i++) O[i] = BigInt(Math.trunc(v[i]!)); }
+  else if (out.dtype === 'bool') { const O = out.data as Uint8Array; for (let i = 0; i < v.length; i++) O[i] = v[i] ? 1 : 0; }
+  else (out.data as Float32Array).set(v);
 }
 
 export function resizeTensor(x: Tensor, p: ResizeParams, ctx: KernelContext): Tensor {
