@@ -35,6 +35,8 @@ export interface ResizeParams {
   /** Per input axis: output length, scale, roi start/end (fractions of the input, for tf_crop_and_resize). */
   outShape: number[];
   scales: number[];
+  /** Axes whose output length was given exactly (sizes, stretch policy): their resized length is that integer. */
+  exact?: boolean[];
   roiStart: number[];
   roiEnd: number[];
 }
@@ -42,7 +44,8 @@ export interface ResizeParams {
 /** Map an output coordinate to the input coordinate space for one axis. */
 function toOriginal(p: ResizeParams, a: number, x: number, inLen: number): number {
   const scale = p.scales[a]!;
-  const outLenF = scale * inLen; // the (possibly fractional) resized length, as the reference uses it
+  // The resized length: scale × input (possibly fractional, as the reference uses it), or the given size.
+  const outLenF = p.exact?.[a] ? p.outShape[a]! : scale * inLen;
   switch (p.coord) {
     case 'half_pixel': return (x + 0.5) / scale - 0.5;
     case 'half_pixel_symmetric': {
@@ -326,6 +329,7 @@ const Resize: OpSchema = {
     check(scalesIn || sizesIn, 'Resize needs scales or sizes');
     const scales = new Array<number>(r).fill(1);
     let outShape: number[];
+    const exact = new Array<boolean>(r).fill(false);
     if (scalesIn) {
       check(scalesIn.length === na, () => `Resize scales has ${scalesIn.length} entries, expected ${na}`);
       axes.forEach((a, i) => { scales[a] = scalesIn[i]!; });
@@ -335,11 +339,11 @@ const Resize: OpSchema = {
       check(sizes.length === na, () => `Resize sizes has ${sizes.length} entries, expected ${na}`);
       check(sizes.every((s) => Number.isSafeInteger(s) && s >= 0), () => `Resize sizes [${sizes.join(',')}] must be >= 0`);
       outShape = x.shape.slice();
-      axes.forEach((a, i) => { outShape[a] = sizes[i]!; scales[a] = sizes[i]! / x.shape[a]!; });
+      axes.forEach((a, i) => { outShape[a] = sizes[i]!; scales[a] = sizes[i]! / x.shape[a]!; exact[a] = true; });
       if (policy !== 'stretch') {
         const ss = axes.map((a) => scales[a]!);
         const s = policy === 'not_larger' ? Math.min(...ss) : Math.max(...ss);
-        for (const a of axes) { scales[a] = s; outShape[a] = Math.floor(s * x.shape[a]! + 0.5); }
+        for (const a of axes) { scales[a] = s; outShape[a] = Math.floor(s * x.shape[a]! + 0.5); exact[a] = false; }
       }
     }
     const p: ResizeParams = {
@@ -348,7 +352,7 @@ const Resize: OpSchema = {
       excludeOutside: attrs.int('exclude_outside', 0) !== 0,
       extrapolation: attrs.float('extrapolation_value', 0),
       antialias: ctx.opset >= 18 && attrs.int('antialias', 0) !== 0 && mode !== 'nearest',
-      outShape, scales, roiStart, roiEnd,
+      outShape, scales, roiStart, roiEnd, exact,
     };
     return [resizeTensor(x, p, ctx)];
   },
