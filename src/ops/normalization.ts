@@ -3,10 +3,10 @@
  * InstanceNormalization, LayerNormalization, MeanVarianceNormalization, LRN.
  * Statistics are accumulated in float64 and results rounded once on store.
  */
-import { DTYPES } from '../core/dtype.js';
+import { DTYPES, isHalf } from '../core/dtype.js';
 import { Q8Error } from '../core/errors.js';
 import { shapeStr } from '../core/shape.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import type { KernelContext, OpSchema } from './registry.js';
 import { broadcastIndex } from './util/broadcast.js';
 import { axisOf, normAxes, spanSize } from './util/axes.js';
@@ -177,6 +177,8 @@ const instanceNorm: OpSchema = {
 
 const layerNorm: OpSchema = {
   opType: 'LayerNormalization',
+  // Native halves: Mean/InvStdDev stay in the stash type (float32) while Y keeps X's 16-bit type.
+  half: 'native',
   run(inputs, ctx) {
     const x = req(inputs, 0, 'X');
     floatInput(x, 'X');
@@ -194,8 +196,9 @@ const layerNorm: OpSchema = {
     const bi = bias ? broadcastIndex(bias.shape, normShape) : undefined;
     const sd = scale.toNumbers();
     const bd = bias ? bias.toNumbers() : undefined;
-    const xd = x.data as Arr;
-    const y = ctx.alloc(x.dtype, x.shape);
+    const half = isHalf(x.dtype);
+    const xd = (half ? x.toFloat32() : x.data) as Arr;
+    let y = ctx.alloc(half ? 'float32' : x.dtype, x.shape);
     const yd = y.data as Arr;
     const statShape = x.shape.map((d, i) => (i < axis ? d : 1));
     const statType = stash === 11 ? 'float64' : 'float32';
@@ -217,6 +220,7 @@ const layerNorm: OpSchema = {
         yd[base + i] = bd ? z + bd[bi![i]!]! : z;
       }
     }
+    if (half) y = Tensor.from(x.dtype, x.shape, yd as Float32Array);
     return [y, meanT, invT];
   },
 };

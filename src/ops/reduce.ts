@@ -8,7 +8,7 @@
 import { DTYPES, type DType } from '../core/dtype.js';
 import { Q8Error } from '../core/errors.js';
 import { normAxis, shapeStr } from '../core/shape.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import type { KernelContext, OpSchema } from './registry.js';
 import { broadcastPlan } from './util/broadcast.js';
 import { intsOf, normAxes, readAxes, spanSize } from './util/axes.js';
@@ -87,6 +87,14 @@ export function reduceTensor(x: Tensor, kind: ReduceKind, pr: ReducePrep, ctx: K
   const offs = p.offs[0]!;
   const st = p.steps[0]!;
   const inner = p.inner;
+  if (DTYPES[x.dtype].big && (kind === 'L2' || kind === 'LogSum' || kind === 'LogSumExp')) {
+    // Results are not integers anyway: reduce in float64, then truncate back to the integer type.
+    const wide = reduceTensor(new Tensor('float64', x.shape, Float64Array.from(xd as BigInt64Array, Number)), kind, pr, ctx);
+    const w = wide.data as Float64Array;
+    const yd = y.data as Arr;
+    for (let q = 0; q < m; q++) yd[q] = Number.isFinite(w[q]!) ? BigInt(Math.trunc(w[q]!)) : 0n;
+    return y;
+  }
   if (DTYPES[x.dtype].big) {
     const acc: bigint[] = new Array<bigint>(m).fill(kind === 'Prod' ? 1n : 0n);
     const seen = new Uint8Array(m);

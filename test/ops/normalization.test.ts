@@ -70,6 +70,12 @@ test('LayerNormalization with Mean and InvStdDev outputs; B broadcasts', () => {
   close(m!.data as Float32Array, [0.375, 0.8125]);
   close(inv!.data as Float32Array, [0.8448369975442312, 0.8306757447035378]);
   assert.throws(() => runOp('LayerNormalization', [x, Tensor.from('float32', [3], [1, 2, 3])], { axis: -1 }, 17), /broadcast/);
+  // float16 X: Y stays float16, Mean/InvStdDev are float32 (stash_type 1)
+  const xh = runOp('Cast', [x], { to: 10 })[0]!;
+  const [yh, mh] = runOp('LayerNormalization', [xh, s, b], { axis: -2 }, 17);
+  assert.equal(yh!.dtype, 'float16');
+  assert.equal(mh!.dtype, 'float32');
+  close(runOp('Cast', [yh!], { to: 1 })[0]!.data as Float32Array, [...(y!.data as Float32Array)], 2e-3, 2e-3);
 });
 
 test('MeanVarianceNormalization over default and given axes', () => {

@@ -58,6 +58,8 @@ test('reductions: empty axes, noop_with_empty_axes, integer and empty tensors', 
   const ints = Tensor.from('int32', [2, 3], [7, -2, 5, 1, 1, 2]);
   assert.deepEqual([...(one('ReduceMean', [ints, axesT([1])], { keepdims: 0 }).data as Int32Array)], [3, 1]);
   assert.deepEqual([...(one('ReduceMax', [Tensor.from('int64', [3], [-5n, 9007199254740993n, 3n])], { keepdims: 0 }).data as BigInt64Array)], [9007199254740993n]);
+  // int64 L2: sqrt(3^2 + 4^2) = 5, sqrt(1 + 1) truncated to 1
+  assert.deepEqual([...(one('ReduceL2', [Tensor.from('int64', [2, 2], [3n, 4n, 1n, -1n]), axesT([1])], { keepdims: 0 }).data as BigInt64Array)], [5n, 1n]);
   const empty = one('ReduceSum', [Tensor.zeros('float32', [0, 3]), axesT([0])], { keepdims: 0 });
   assert.deepEqual(empty.shape, [3]);
   close(empty.data as Float32Array, [0, 0, 0]);
