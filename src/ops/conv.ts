@@ -6,7 +6,7 @@
 import { Q8Error, check } from '../core/errors.js';
 import { shapeStr } from '../core/shape.js';
 import { gemmF32Ref, gemmF64Ref } from '../kernels/ref/gemm.js';
-import { col2imNdAddRef, im2colNdRef, im2colRef, type Conv2DGeom, type ConvNDGeom } from '../kernels/ref/im2col.js';
+import { col2imNdAddRef, col2imRef, im2colNdRef, im2colRef, type Conv2DGeom, type ConvNDGeom } from '../kernels/ref/im2col.js';
 import type { Attrs } from './attrs.js';
 import type { KernelContext, OpSchema } from './registry.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -319,6 +319,7 @@ function runConvTranspose(inputs: readonly (Tensor | undefined)[], ctx: KernelCo
   const y = Y.data as Float32Array | Float64Array;
   // Positions of the source grid play "output" for the scatter; the written image plays "input".
   const g: ConvNDGeom = { C: Mg, inDims: outDims, kDims, strides, dilations, padsBegin, outDims: inDims };
+  const g2 = f32 && nd <= 2 ? to2D({ nd, inDims: outDims, kDims, strides, dilations, padsBegin, padsEnd, outDims: inDims }, Mg) : undefined;
   for (let n = 0; n < N; n++) {
     for (let gi = 0; gi < group; gi++) {
       const yOff = (n * M + gi * Mg) * outSize;
@@ -327,7 +328,8 @@ function runConvTranspose(inputs: readonly (Tensor | undefined)[], ctx: KernelCo
       const o = { transA: true, aOffset: gi * Cg * Kt, bOffset: (n * C + gi * Cg) * P };
       if (f32) gemmF32Ref(Kt, P, Cg, W.data as Float32Array, Kt, X.data as Float32Array, P, col as Float32Array, P, o);
       else gemmF64Ref(Kt, P, Cg, W.data as Float64Array, Kt, X.data as Float64Array, P, col as Float64Array, P, o);
-      col2imNdAddRef(col, g, y, yOff);
+      if (g2) col2imRef(col as Float32Array, g2, y as Float32Array, yOff);
+      else col2imNdAddRef(col, g, y, yOff);
     }
   }
   return [Y];

@@ -356,3 +356,32 @@ test('NonMaxSuppression: IoU suppression, score threshold, limits, flipped corne
   assert.throws(() => runOp('NonMaxSuppression', [boxes, f32([1, 1, 5], scores.slice(0, 5))]), /scores/);
   assert.throws(() => runOp('NonMaxSuppression', [boxes, sc, i64(1), f32([1], [1.5])]), /iou_threshold/);
 });
+
+test('ConvTranspose 2-D and 3-D agree with a naive scatter (groups, strides, dilations, pads)', () => {
+  const r = rng(8);
+  // x [1, C, ...in], w [C, Mg, ...k]; y[m, o] += x[c, i] * w[c, m, k] at o = i*s - pad + k*d.
+  const cases: [number[], number[], number[], number[], number[], number][] = [
+    [[1, 4, 3, 5], [4, 3, 3, 2], [2, 3], [1, 0, 0, 2], [1, 2], 2],
+    [[1, 2, 2, 3, 2], [2, 2, 2, 2, 3], [2, 1, 2], [0, 1, 1, 1, 0, 0], [1, 2, 1], 1],
+  ];
+  for (const [xs, ws, st, pads, dil, group] of cases) {
+    const nd = xs.length - 2;
+    const x = rand(xs, r), w = rand(ws, r);
+    const [y] = runOp('ConvTranspose', [x, w], { strides: st, pads, dilations: dil, group });
+    const C = xs[1]!, Cg = C / group, Mg = ws[1]!, M = Mg * group;
+    const inD = xs.slice(2), kD = ws.slice(2);
+    const outD = inD.map((n, d) => st[d]! * (n - 1) + (kD[d]! - 1) * dil[d]! + 1 - pads[d]! - pads[nd + d]!);
+    const want = new Array<number>(M * size(outD)).fill(0);
+    const xv = x.toNumbers(), wv = w.toNumbers();
+    const unflat = (i: number, dims: number[]) => dims.map((_, d) => Math.floor(i / size(dims.slice(d + 1))) % dims[d]!);
+    for (let c = 0; c < C; c++) for (let i = 0; i < size(inD); i++) for (let m = 0; m < Mg; m++) for (let k = 0; k < size(kD); k++) {
+      const ii = unflat(i, inD), kk = unflat(k, kD);
+      const o = ii.map((v, d) => v * st[d]! - pads[d]! + kk[d]! * dil[d]!);
+      if (o.some((v, d) => v < 0 || v >= outD[d]!)) continue;
+      const oi = o.reduce((a, v, d) => a * outD[d]! + v, 0);
+      const mo = Math.floor(c / Cg) * Mg + m;
+      want[mo * size(outD) + oi] += xv[c * size(inD) + i]! * wv[(c * Mg + m) * size(kD) + k]!;
+    }
+    close(y!, [1, M, ...outD], want, 1e-5);
+  }
+});

@@ -175,3 +175,31 @@ export function col2imNdAddRef(
     }
   }
 }
+
+/**
+ * The adjoint of im2colRef (2-D, same geometry): y[c, iy, ix] += col[k, p] for every tap inside the
+ * image. ConvTranspose uses it with the roles swapped: the image is its output, the patch grid
+ * (OH × OW) its input positions. col is [C·kh·kw × OH·OW].
+ */
+export function col2imRef(col: Float32Array, g: Conv2DGeom, y: Float32Array, yOff: number): void {
+  const { C, H, W, kh, kw, sh, sw, dh, dw, padTop, padLeft, OH, OW } = g;
+  const P = OH * OW;
+  let k = 0;
+  for (let c = 0; c < C; c++) {
+    const plane = yOff + c * H * W;
+    for (let ky = 0; ky < kh; ky++) {
+      for (let kx = 0; kx < kw; kx++, k++) {
+        const shift = kx * dw - padLeft;
+        const oxLo = shift >= 0 ? 0 : Math.ceil(-shift / sw);
+        const oxHi = Math.min(OW, Math.floor((W - 1 - shift) / sw) + 1);
+        for (let oy = 0; oy < OH; oy++) {
+          const iy = oy * sh - padTop + ky * dh;
+          if (iy < 0 || iy >= H) continue;
+          const dst = plane + iy * W + shift;
+          const src = k * P + oy * OW;
+          for (let ox = oxLo; ox < oxHi; ox++) y[dst + ox * sw] += col[src + ox];
+        }
+      }
+    }
+  }
+}
