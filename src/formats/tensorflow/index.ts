@@ -56,6 +56,18 @@ export function loadTensorFlow(src: Uint8Array | string, opts: TensorFlowOptions
   return new TfLowering(nodes, opts).run();
 }
 
+/**
+ * Lower already-parsed TF NodeDefs (shared with TF.js graph models, whose topology is a GraphDef in
+ * JSON; constants may also come as `extraConsts`, e.g. TF.js weights).
+ */
+export function lowerTensorFlowNodes(nodes: TfNode[], opts: TensorFlowOptions = {}): Model {
+  if (!nodes.length) throw new Q8Error('the TensorFlow graph has no nodes', { file: opts.file });
+  return new TfLowering(nodes, opts).run();
+}
+
+export type { TfNode, TfAttr } from './graphdef.js';
+export { TF_DTYPES } from './graphdef.js';
+
 /** Text GraphDefs start with "node {" (possibly after comments/whitespace); binary ones with tag 0x0a. */
 function looksLikeText(b: Uint8Array): boolean {
   const head = new TextDecoder().decode(b.subarray(0, 256));
