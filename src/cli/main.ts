@@ -18,7 +18,8 @@ export function buildProgram(): Command {
   const program = new Command('q8')
     .description('Low-precision deep-learning inference: load, quantize, run and measure models.')
     .showHelpAfterError()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .exitOverride(); // set before the verbs are added so they inherit it: usage errors exit 2, not 1
   inspectCommand(program);
   predictCommand(program);
   evalCommand(program);
@@ -29,7 +30,6 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(argv);
   } catch (e) {

@@ -35,7 +35,8 @@ export function decodeNpy(bytes: Uint8Array, file = 'npy'): Tensor {
   const start = hstart + hlen;
   const need = n * DTYPES[dtype].bytes;
   if (bytes.length - start < need) throw fail(`needs ${need} data bytes for shape [${shape}], has ${bytes.length - start}`);
-  const copy = bytes.slice(start, start + need); // aligned copy
+  const copy = new Uint8Array(need); // aligned copy (Buffer.slice would be a view into a pooled buffer)
+  copy.set(bytes.subarray(start, start + need));
   return new Tensor(dtype, shape, DTYPES[dtype].view!(copy.buffer, 0, n));
 }
 
