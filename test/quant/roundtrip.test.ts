@@ -1,0 +1,180 @@
+/**
+ * quantizeModel → standard ONNX bytes → load: the file holds int8 weights behind DequantizeLinear,
+ * q8 recognises the pattern (Q8Conv/Q8Gemm with the stored int8 values, activations fused) and
+ * the outputs are identical to the in-memory quantized model and close to fp32.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeOnnx, encodeOnnx } from '../../src/formats/onnx/index.js';
+import type { Model } from '../../src/graph/ir.js';
+import '../../src/quant/index.js';
+import { cloneModel, quantizeModel, formatReport, type QuantizeOptions } from '../../src/quant/quantize.js';
+import { ensureOpset } from '../../src/quant/opset.js';
+import { Session } from '../../src/runtime/session.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { cosine } from '../../src/quant/types.js';
+import { Builder, randomImages, smallCnn } from './models.js';
+import { randomArray, rng } from './util.js';
+
+function run(m: Model, x: Tensor): Float32Array {
+  const s = Session.create(cloneModel(m));
+  return Object.values(s.runSync({ [s.inputs[0]!.name]: x }))[0]!.data as Float32Array;
+}
+
+function q8Nodes(m: Model) {
+  const s = Session.create(cloneModel(m));
+  return { nodes: s.model.graph.nodes.filter((n) => n.domain === 'q8'), session: s };
+}
+
+for (const opts of [{}, { weightWindow: 32 }, { weightWindow: 64, activationWindow: 32 }] as QuantizeOptions[]) {
+  test(`save → load round trip keeps int8 weights and outputs (${JSON.stringify(opts)})`, () => {
+    const fp = smallCnn(3);
+    const x = randomImages(5, 2);
+    const { model: q, report } = quantizeModel(fp, opts);
+    assert.equal(report.layers.length, 6);
+    assert.ok(report.layers.every((l) => l.quantized));
+    const bytes = encodeOnnx(q);
+    const back = decodeOnnx(bytes);
+    // Standard ONNX: no q8-domain nodes in the file, int8 initializers, DQ nodes, settings in metadata.
+    assert.ok(back.graph.nodes.every((n) => n.domain === ''));
+    assert.equal(back.graph.nodes.filter((n) => n.opType === 'DequantizeLinear').length, 6);
+    assert.equal(back.metadata.get('q8.version'), '1');
+    assert.equal(back.metadata.get('q8.activation_window'), String(opts.activationWindow ?? 'row'));
+    assert.equal(back.opsets.get(''), opts.weightWindow ? 21 : 13);
+    for (const w of ['c1.w', 'dw.w', 'fc1.w', 'fc2.w']) assert.ok(!back.graph.initializers.has(w), `fp32 ${w} should be gone`);
+    // q8 runs int8 kernels on exactly the stored values, with Relu/Clip fused.
+    const { nodes } = q8Nodes(back);
+    assert.equal(nodes.length, 6);
+    const stored = [...back.graph.initializers.values()].filter((t) => t.dtype === 'int8').map((t) => [...(t.data as Int8Array)].join(','));
+    for (const n of nodes) {
+      const wq = [...back.graph.initializers.values()];
+      void wq;
+    }
+    const sess = Session.create(cloneModel(back));
+    const inits = sess.model.graph.initializers;
+    for (const n of nodes) {
+      const wq = inits.get(n.inputs[1]!)!;
+      assert.equal(wq.dtype, 'int8');
+      // Conv/Gemm weights are stored output-major already; MatMul's [K,N] is transposed at load.
+      if (n.name !== 'fc2') assert.ok(stored.includes([...(wq.data as Int8Array)].join(',')), `${n.name}: int8 weights should be the stored ones`);
+    }
+    const acts = Object.fromEntries(nodes.map((n) => [n.name, n.attrs['activation']?.value ?? '']));
+    assert.deepEqual(acts, { conv1: 'Relu', dw: 'Clip', grouped: '', pointwise: 'Relu', fc1: 'Relu', fc2: '' });
+    assert.ok(!sess.model.graph.nodes.some((n) => n.opType === 'Relu' || n.opType === 'Clip'));
+    // Same outputs before and after the file, close to fp32.
+    const a = run(q, x), b = run(back, x), f = run(fp, x);
+    assert.deepEqual([...b], [...a]);
+    const c = cosine(f, a);
+    assert.ok(c > 0.999, `cosine vs fp32 ${c}`);
+    assert.ok(c < 1, 'int8 should differ from fp32 a little (the test must be able to fail)');
+  });
+}
+
+test('the file is ~4x smaller and the report adds up', () => {
+  const fp = smallCnn(4, { channels: 64, fc: 512 });
+  const { model: q, report } = quantizeModel(fp, { samples: [{ image: randomImages(2, 1) }] });
+  const r = encodeOnnx(fp).length / encodeOnnx(q).length;
+  assert.ok(r > 3.5, `size ratio ${r} (small model: names, biases and scales weigh more)`);
+  assert.ok(report.weightBytesFp32 / report.weightBytesInt8 > 3.8, `weight bytes ratio ${report.weightBytesFp32 / report.weightBytesInt8}`);
+  for (const l of report.layers) {
+    assert.ok(l.sqnrDb > 30 && l.sqnrDb < 60, `${l.name} SQNR ${l.sqnrDb}`);
+    assert.ok(l.cosine > 0.99 && l.cosine <= 1, `${l.name} cosine ${l.cosine}`);
+  }
+  assert.ok(report.outputCosine > 0.999);
+  assert.equal(report.worst.length, 1);
+  const table = formatReport(report);
+  assert.match(table, /conv1\s+conv\s+64×27/);
+  assert.match(table, /<- worst/);
+  const json = JSON.parse(formatReport(report, { json: true })) as { layers: { name: string }[] };
+  assert.equal(json.layers.length, 6);
+});
+
+test('exclusions keep layers fp32 by name, output or kind', () => {
+  const fp = smallCnn(6);
+  const { model: q, report } = quantizeModel(fp, { exclude: ['depthwise', 'fc2'] });
+  assert.deepEqual(report.layers.filter((l) => !l.quantized).map((l) => l.name), ['dw', 'fc2']);
+  assert.ok(q.graph.initializers.has('dw.w') && q.graph.initializers.has('fc2.w'));
+  assert.deepEqual(q8Nodes(q).nodes.map((n) => n.name), ['conv1', 'grouped', 'pointwise', 'fc1']);
+});
+
+test('NaN weights are refused naming the node', () => {
+  const fp = smallCnn(7);
+  (fp.graph.initializers.get('pw.w')!.data as Float32Array)[5] = NaN;
+  assert.throws(() => quantizeModel(fp), /node 'pointwise' \(Conv\).*NaN/);
+});
+
+test('accuracy-aware mode keeps the most damaging layers in fp32 until outputs meet the tolerance', () => {
+  const fp = smallCnn(8);
+  // Make fc1 a bad quantization target: one huge outlier per output channel.
+  const w = fp.graph.initializers.get('fc1.w')!.data as Float32Array;
+  for (let n = 0; n < 16; n++) w[n] = 300 * (n % 2 ? 1 : -1);
+  const samples = [0, 1, 2].map((i) => ({ image: randomImages(10 + i, 1) }));
+  const plain = quantizeModel(fp, { samples });
+  const worst = [...plain.report.layers].sort((a, b) => a.cosine - b.cosine)[0]!;
+  // A tolerance the all-int8 model misses: a third of its output error.
+  const minCosine = 1 - (1 - plain.report.outputCosine) / 3;
+  const { model: q, report } = quantizeModel(fp, { samples, accuracy: { minCosine } });
+  assert.ok(report.outputCosine >= minCosine, `accuracy mode output cosine ${report.outputCosine} < ${minCosine}`);
+  assert.equal(report.keptFp32[0], worst.name, `kept: ${report.keptFp32}`);
+  assert.ok(report.keptFp32.length < 6);
+  assert.equal(report.layers.find((l) => l.name === worst.name)!.reason, 'accuracy');
+  assert.ok(q.graph.initializers.has(worst.name === 'fc1' ? 'fc1.w' : `${worst.name.replace('conv1', 'c1').replace('grouped', 'gc').replace('pointwise', 'pw')}.w`));
+});
+
+test('foreign QDQ weights: per-tensor int8 DQ becomes Q8Gemm; -128 or nonzero zero points stay float (and stay correct)', () => {
+  const r = rng(12);
+  for (const variant of ['plain', 'minus128', 'zp'] as const) {
+    const b = new Builder(r, 13);
+    const x = b.input('x', [3, 20]);
+    const q = new Int8Array(20 * 7).map(() => r.int(-127, 127));
+    if (variant === 'minus128') q[3] = -128;
+    b.init('wq', Tensor.from('int8', [20, 7], q));
+    b.init('ws', Tensor.from('float32', [], [0.02]));
+    const ins = ['wq', 'ws'];
+    if (variant === 'zp') ins.push(b.init('wz', Tensor.from('int8', [], [3])));
+    const [w] = b.node('DequantizeLinear', ins);
+    const [y] = b.node('MatMul', [x, w!], {}, 1, 'mm');
+    b.output(y!);
+    const xs = Tensor.from('float32', [3, 20], randomArray(r, 60));
+    const { nodes } = q8Nodes(b.model);
+    assert.equal(nodes.length, variant === 'plain' ? 1 : 0, variant);
+    const got = run(b.model, xs);
+    const ref = run(b.model, xs); // same path; compare to explicit float math instead:
+    void ref;
+    const want = new Float32Array(21);
+    const xd = xs.data as Float32Array;
+    for (let i = 0; i < 3; i++) for (let j = 0; j < 7; j++) {
+      let s = 0;
+      for (let k = 0; k < 20; k++) s += xd[i * 20 + k]! * (q[k * 7 + j]! - (variant === 'zp' ? 3 : 0)) * Math.fround(0.02);
+      want[i * 7 + j] = s;
+    }
+    const c = cosine(want, got);
+    assert.ok(variant === 'plain' ? c > 0.9995 && c < 1 : c > 0.999999, `${variant}: cosine ${c}`);
+  }
+});
+
+test('raising the opset keeps what old-opset nodes mean (Softmax axis, Reduce/Squeeze axes, Clip/Slice/Pad attributes)', () => {
+  const r = rng(14);
+  const b = new Builder(r, 9);
+  const x = b.input('x', [2, 3, 4, 5]);
+  const [sm] = b.node('Softmax', [x], { axis: 1 });                 // over the flattened 3·4·5
+  const [cl] = b.node('Clip', [sm!], { min: { type: 'float', value: 0.001 }, max: { type: 'float', value: 0.01 } });
+  const [rs] = b.node('ReduceSum', [cl!], { axes: [3], keepdims: 1 });
+  const [sq] = b.node('Squeeze', [rs!], { axes: [3] });
+  const [sl] = b.node('Slice', [sq!], { starts: [1], ends: [3], axes: [2] });
+  const [pd] = b.node('Pad', [sl!], { pads: [0, 0, 1, 0, 0, 2], value: { type: 'float', value: 0.5 } });
+  const [rm] = b.node('ReduceMean', [pd!], { axes: [1], keepdims: 0 });
+  const [us] = b.node('Unsqueeze', [rm!], { axes: [0] });
+  b.output(us!);
+  const xs = Tensor.from('float32', [2, 3, 4, 5], randomArray(r, 120, 3));
+  const before = run(b.model, xs);
+  for (const target of [13, 21]) {
+    const m = cloneModel(b.model);
+    ensureOpset(m, target);
+    assert.equal(m.opsets.get(''), target);
+    assert.ok(m.irVersion >= (target >= 21 ? 10 : 7));
+    const after = run(m, xs);
+    assert.deepEqual([...after], [...before], `opset ${target}`);
+    assert.ok(m.graph.nodes.every((n) => !('axes' in n.attrs) || n.opType === 'ReduceMean' && target < 18), `opset ${target}: axes should be inputs`);
+  }
+});
