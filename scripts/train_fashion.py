@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 import time
 
@@ -109,6 +110,7 @@ def make_resnet():
         *conv_bn_relu(1, 12), nn.MaxPool2d(2),  # 28 -> 14
         BasicBlock(12, 12, 1),
         BasicBlock(12, 24, 2),                  # 14 -> 7, 1x1 projection on the skip
+        BasicBlock(24, 24, 1),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(24, 10))
 
 
@@ -197,6 +199,14 @@ def export(model, path):
     return dict(sorted(ops.items()))
 
 
+def dumps(obj):
+    """JSON with one-line number/string arrays (shapes, logits) so the file stays readable."""
+    text = json.dumps(obj, indent=1)
+    item = r'(?:-?[0-9][0-9.eE+-]*|"[^"\\]*")'
+    return re.sub(r"\[\s*(" + item + r"(?:,\s*" + item + r")*)\s*\]",
+                  lambda m: "[" + ", ".join(p.strip() for p in m.group(1).split(",")) + "]", text) + "\n"
+
+
 def sha256(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
@@ -274,8 +284,7 @@ def main():
         print(f"fashion-{name}: top1 {c1 / len(yte):.4f} top5 {c5 / len(yte):.4f} "
               f"train {t_train:.1f}s onnx {os.path.getsize(onnx_path)} B ops {ops}", flush=True)
         with open(ref_path, "w") as f:
-            json.dump(ref, f, indent=1)
-            f.write("\n")
+            f.write(dumps(ref))
     print(f"total {time.time() - t_all:.1f}s", flush=True)
 
 
