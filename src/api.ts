@@ -13,7 +13,8 @@ import * as fs from 'node:fs';
 import { Q8Error } from './core/errors.js';
 import { cloneModel } from './graph/clone.js';
 import { feedInputs, type Model, type ValueInfo } from './graph/ir.js';
-import { decodeOnnx, encodeOnnx, loadOnnxFile, saveOnnxFile } from './formats/onnx/index.js';
+import { decodeOnnx, encodeOnnx, saveOnnxFile } from './formats/onnx/index.js';
+import { loadModel, type LoadModelOptions } from './formats/detect.js';
 import { Session, type SessionOptions } from './runtime/session.js';
 import { Tensor } from './tensor/tensor.js';
 import { WorkerModel } from './worker.js';
@@ -145,10 +146,16 @@ export async function load(source: string | Uint8Array, opts: LoadOptions = {}):
   return new Q8Model(loadGraph(source, opts), sessionOptions(opts));
 }
 
+/** Read a model of any supported format (ONNX, Caffe, TensorFlow, TF.js, BigDL) into q8's graph. */
 export function loadGraph(source: string | Uint8Array, opts: LoadOptions = {}): Model {
   if (typeof source !== 'string') return decodeOnnx(source);
   if (!fs.existsSync(source)) throw new Q8Error('no such file', { file: source });
-  return loadOnnxFile(source);
+  const o: LoadModelOptions = {};
+  if (opts.from) o.from = opts.from;
+  if (opts.prototxt) o.prototxt = opts.prototxt;
+  if (opts.tfInputs) o.tfInputs = opts.tfInputs;
+  if (opts.tfOutputs) o.tfOutputs = opts.tfOutputs;
+  return loadModel(source, o);
 }
 
 function sessionOptions(o: LoadOptions): SessionOptions & { worker?: boolean } {
