@@ -200,12 +200,19 @@ static PackQ8Gemm* pack_q8_gemm(const int8_t* W, const float* S, int N, int K, i
   return P;
 }
 
-static PackQ8Conv* pack_q8_conv(const int8_t* W, const float* S, int M, int Kg, int group, int wblock, int ablock) {
+static PackQ8Conv* pack_q8_conv(const int8_t* W, const float* S, int M, int Kg, int group, int wblock, int ablock, int khw) {
   auto* P = new PackQ8Conv();
   P->M = M; P->Kg = Kg; P->K4 = (Kg + 3) / 4; P->group = group; P->Mg = M / group;
   P->nblk = (P->Mg + kCB - 1) / kCB;
   P->wblock = wblock; P->ablock = ablock; P->cblock = combined_block(Kg, wblock, ablock);
   P->ncb = (Kg + P->cblock - 1) / P->cblock;
+  P->khw = khw > 0 && Kg % khw == 0 ? khw : 1;
+  P->tapmajor = P->ncb == 1 && khw > 0 && Kg % khw == 0;
+  int Cg = Kg / P->khw;
+  P->Cg4 = (Cg + 3) / 4 * 4;
+  if (P->tapmajor) P->K4 = P->khw * P->Cg4 / 4;
+  // k -> position in the packed K order
+  auto kpos = [&](int k) { return P->tapmajor ? (k % P->khw) * P->Cg4 + k / P->khw : k; };
   P->nwb = wblock ? (Kg + wblock - 1) / wblock : 1;
   size_t nb = (size_t)group * P->nblk;
   P->w.assign(nb * P->K4 * kCB * 4, 0);
@@ -219,7 +226,8 @@ static PackQ8Conv* pack_q8_conv(const int8_t* W, const float* S, int M, int Kg, 
     size_t bi = (size_t)g * P->nblk + blk;
     for (int k = 0; k < Kg; k++) {
       int8_t v = W[(size_t)n * Kg + k];
-      P->w[((bi * P->K4 + k / 4) * kCB + i) * 4 + k % 4] = v;
+      int kp = kpos(k);
+      P->w[((bi * P->K4 + kp / 4) * kCB + i) * 4 + kp % 4] = v;
       P->init[(bi * P->ncb + k / P->cblock) * kCB + i] -= 128 * v;
     }
     for (int b = 0; b < P->nwb; b++) P->wscale[(bi * P->nwb + b) * kCB + i] = S[(size_t)n * P->nwb + b];
@@ -446,17 +454,19 @@ ENTRY(PackConvF32)
   return wrap(env, P, kF32Conv, (P->w.size() + P->wraw.size()) * 4);
 END
 
-// packConvI8(Wq Int8Array [M*Kg], Wscale, M, Kg, group, weightBlock, actBlock) -> handle
+// packConvI8(Wq Int8Array [M*Kg], Wscale, M, Kg, group, weightBlock, actBlock, khw?) -> handle
+// khw = kh*kw lets the addon reorder K tap-major when the windows allow it.
 ENTRY(PackConvI8)
   Args a(env, info, 7, "packConvI8");
   int M = a.i32(2), Kg = a.i32(3), group = a.i32(4), wb = a.i32(5), ab = a.i32(6);
+  int khw = a.argc > 7 && !a.is_null(7) ? a.i32(7) : 0;
   CHECK(env, M > 0 && Kg > 0 && group > 0 && M % group == 0, "packConvI8: bad M/Kg/group");
   CHECK(env, wb >= 0 && ab >= 0 && wb % 4 == 0 && ab % 4 == 0, "packConvI8: blocks should be 0 or multiples of 4");
   CHECK(env, !(wb && ab) || (wb % ab == 0 || ab % wb == 0), "packConvI8: weight and activation blocks should nest");
   int nwb = wb ? (Kg + wb - 1) / wb : 1;
   auto* W = a.arr<int8_t>(0, napi_int8_array, (size_t)M * Kg, "Wq");
   auto* S = a.arr<float>(1, napi_float32_array, (size_t)M * nwb, "Wscale");
-  auto* P = pack_q8_conv(W, S, M, Kg, group, wb, ab);
+  auto* P = pack_q8_conv(W, S, M, Kg, group, wb, ab, khw);
   return wrap(env, P, kQ8Conv, P->w.size() * 2 + P->init.size() * 8 + P->wscale.size() * 4);
 END
 
@@ -469,6 +479,7 @@ static ConvGeom geom(Args& a, size_t i, int& batch, int Kg, int group, int M) {
   CHECK(a.env, batch >= 0 && G.C > 0 && G.H > 0 && G.W > 0 && G.kh > 0 && G.kw > 0 && G.sh > 0 && G.sw > 0 &&
         G.dh > 0 && G.dw > 0 && G.OH > 0 && G.OW > 0, "conv: bad geometry");
   CHECK(a.env, G.C % group == 0 && (G.C / group) * G.kh * G.kw == Kg, "conv: C/group*kh*kw does not match the packed weights");
+  (void)0;
   (void)M;
   return G;
 }
@@ -493,6 +504,7 @@ ENTRY(ConvQ8)
   auto* P = a.handle<PackQ8Conv>(2, kQ8Conv);
   int batch;
   ConvGeom G = geom(a, 1, batch, P->Kg, P->group, P->M);
+  CHECK(env, !P->tapmajor || P->khw == G.kh * G.kw, "convQ8: kernel size differs from the packed weights'");
   auto* X = a.arr<float>(0, napi_float32_array, (size_t)batch * G.C * G.H * G.W, "X");
   Epi e = epi(a, 3, 4, P->M);
   auto* out = a.arr<float>(7, napi_float32_array, (size_t)batch * P->M * G.OH * G.OW, "out");

@@ -32,6 +32,11 @@ struct PackQ8Gemm {
 // int8 weights for NCHW conv, out[n,p] = sum_k W[n,k] col[k,p] per group.
 struct PackQ8Conv {
   int M, Kg, K4, group, Mg, nblk;  // nblk = ceil(Mg/kCB) blocks per group
+  // Tap-major K order (k' = tap*Cg4 + c, channels padded to Cg4 = roundup(Cg, 4)) when one combined
+  // block spans the whole patch, so the order of the int32 sum is free: 4 channels of one tap share
+  // a pixel map entry. Otherwise the contract's order k = c*khw + tap.
+  bool tapmajor;
+  int khw, Cg4;
   int wblock, ablock, cblock, ncb, nwb;
   std::vector<int8_t> w;      // [group][nblk][K4][kCB][4]
   std::vector<int32_t> init;  // [group][nblk][ncb][kCB]

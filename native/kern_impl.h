@@ -216,56 +216,92 @@ static void gemm_f32(const PackF32Gemm& P, const float* A, int M, const Epi& e, 
 
 // ---------------------------------------------------------------- Conv: pixel maps
 // For one panel of kPP output pixels and each kernel tap (ky, kx): where the tap's input values
-// lie. A vector whose pixels share one output row (stride 1) reads contiguously with a mask
-// (padding and the panel tail are masked lanes, fault-free); other vectors gather.
+// lie. With stride 1 a vector's lanes fall on at most a few input rows, each a contiguous run:
+// one masked load per run (padding and the panel tail are masked lanes, fault-free). Other
+// strides, or very narrow images, gather.
+constexpr int kMaxSeg = 4;
+struct Tap {
+  M mask[kMaxSeg];
+  int off[kMaxSeg];
+  int nseg;  // -1: gather
+};
+
 struct PixMap {
   int khw;
-  int* off;        // [khw][NVC] contiguous offset, or -2^30 for gather
+  Tap* taps;       // [khw][NVC]
   int32_t* idx;    // [khw][kPP] gather offsets
-  M* mask;         // [khw][NVC]
-  F load(const float* xc, int t, int v) const {
-    int o = off[t * NVC + v];
-    M m = mask[t * NVC + v];
-    if (o != kGather) return V::floadm(xc + o, m);
-    return V::gather(xc, V::iload(idx + t * kPP + v * L), m);
+  const Tap& tap(int t, int v) const { return taps[t * NVC + v]; }
+  F load(const float* xc, const Tap& e, int t, int v) const {
+    if (e.nseg == 1) return V::floadm(xc + e.off[0], e.mask[0]);
+    if (e.nseg > 1) {
+      F r = V::floadm(xc + e.off[0], e.mask[0]);
+      for (int s = 1; s < e.nseg; s++) r = V::floadm_merge(r, xc + e.off[s], e.mask[s]);
+      return r;
+    }
+    if (e.nseg == 0) return V::fzero();
+    return V::gather(xc, V::iload(idx + t * kPP + v * L), e.mask[0]);
   }
-  static constexpr int kGather = -(1 << 30);
+  F load(const float* xc, int t, int v) const { return load(xc, tap(t, v), t, v); }
 };
 
 static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
   PixMap mp;
   mp.khw = G.kh * G.kw;
-  size_t need = sizeof(M) * mp.khw * NVC + 64 + sizeof(int) * mp.khw * NVC + 64 + sizeof(int32_t) * mp.khw * kPP;
-  auto* base = (char*)s.get(need);
-  mp.mask = (M*)base;
-  mp.off = (int*)(base + ((sizeof(M) * mp.khw * NVC + 63) & ~size_t(63)));
-  mp.idx = (int32_t*)((char*)mp.off + ((sizeof(int) * mp.khw * NVC + 63) & ~size_t(63)));
-  int iy0[kPP], ix0[kPP], oyv[kPP];
-  bool valid[kPP];
-  for (int l = 0; l < kPP; l++) {
-    int p = p0 + l;
-    valid[l] = p < OHW;
-    int oy = valid[l] ? p / G.OW : 0, ox = valid[l] ? p % G.OW : 0;
-    oyv[l] = oy;
-    iy0[l] = oy * G.sh - G.pt;
-    ix0[l] = ox * G.sw - G.pl;
+  size_t tb = (sizeof(Tap) * mp.khw * NVC + 63) & ~size_t(63);
+  auto* base = (char*)s.get(tb + sizeof(int32_t) * mp.khw * kPP + 64);
+  mp.taps = (Tap*)base;
+  mp.idx = (int32_t*)(base + tb);
+  // Output-row runs of each vector: lanes [l0, l1) share output row oy, starting at column ox0.
+  struct Run { int l0, l1, oy, ox0; };
+  Run runs[NVC][L + 1];
+  int nrun[NVC];
+  bool fast = G.sw == 1;
+  for (int v = 0; v < NVC; v++) {
+    nrun[v] = 0;
+    for (int l = 0; l < L;) {
+      int p = p0 + v * L + l;
+      if (p >= OHW) break;
+      int oy = p / G.OW, ox = p % G.OW, n = std::min(L - l, std::min(G.OW - ox, OHW - p));
+      runs[v][nrun[v]++] = {l, l + n, oy, ox};
+      l += n;
+    }
+    if (nrun[v] > kMaxSeg) fast = false;
   }
   for (int ky = 0, t = 0; ky < G.kh; ky++)
     for (int kx = 0; kx < G.kw; kx++, t++)
       for (int v = 0; v < NVC; v++) {
-        unsigned bits = 0;
-        bool same = G.sw == 1;
-        int l0 = v * L;
-        for (int l = 0; l < L; l++) {
-          int ll = l0 + l;
-          int iy = iy0[ll] + ky * G.dh, ix = ix0[ll] + kx * G.dw;
-          bool ok = valid[ll] && iy >= 0 && iy < G.H && ix >= 0 && ix < G.W;
-          if (ok) bits |= 1u << l;
-          mp.idx[t * kPP + ll] = ok ? iy * G.W + ix : 0;
-          if (valid[ll] && oyv[ll] != oyv[l0]) same = false;
+        Tap& e = mp.taps[t * NVC + v];
+        if (fast) {
+          // Stride 1: each run is one contiguous masked load (lanes outside the image masked off).
+          e.nseg = 0;
+          for (int r = 0; r < nrun[v]; r++) {
+            const Run& u = runs[v][r];
+            int iy = u.oy * G.sh - G.pt + ky * G.dh;
+            if (iy < 0 || iy >= G.H) continue;
+            int ix0 = u.ox0 - G.pl + kx * G.dw;  // input column of lane u.l0
+            int la = std::max(u.l0, u.l0 - ix0), lb = std::min(u.l1, u.l0 + G.W - ix0);
+            if (la >= lb) continue;
+            unsigned bits = (lb - la >= 32 ? ~0u : ((1u << (lb - la)) - 1)) << la;
+            e.off[e.nseg] = iy * G.W + ix0 - u.l0;
+            e.mask[e.nseg++] = V::bits(bits);
+          }
+          continue;
         }
-        mp.mask[t * NVC + v] = V::bits(bits);
-        mp.off[t * NVC + v] = same ? (iy0[l0] + ky * G.dh) * G.W + ix0[l0] + kx * G.dw : PixMap::kGather;
+        unsigned all = 0;
+        for (int l = 0; l < L; l++) {
+          int ll = v * L + l, p = p0 + ll;
+          bool ok = p < OHW;
+          int idx = 0;
+          if (ok) {
+            int iy = (p / G.OW) * G.sh - G.pt + ky * G.dh, ix = (p % G.OW) * G.sw - G.pl + kx * G.dw;
+            ok = iy >= 0 && iy < G.H && ix >= 0 && ix < G.W;
+            idx = ok ? iy * G.W + ix : 0;
+          }
+          mp.idx[t * kPP + ll] = idx;
+          if (ok) all |= 1u << l;
+        }
+        e.nseg = -1;
+        e.mask[0] = V::bits(all);
       }
   return mp;
 }
@@ -311,6 +347,43 @@ static void q8_pack_panel(const PackQ8Conv& P, const PixMap& mp, const float* x,
   }
 }
 
+// Tap-major panel (one window over the whole patch): amax per pixel from the channel-max plane
+// (max over channels of |x|, computed once per image), then per tap 4 channels at a time.
+static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float* x, int HW, const float* cmax,
+                             uint8_t* panel, float* sa) {
+  const int khw = mp.khw, Cg = P.Kg / khw, C4 = P.Cg4 / 4;
+  F inv[NVC];
+  for (int v = 0; v < NVC; v++) {
+    F am = V::fzero();
+    for (int t = 0; t < khw; t++) am = V::max(am, mp.load(cmax, t, v));
+    inv[v] = V::inv127(am);
+    V::fstore(sa + v * L, am);
+  }
+  for (int l = 0; l < kPP; l++) sa[l] /= 127.f;
+  for (int t = 0; t < khw; t++) {
+    for (int v = 0; v < NVC; v++) {
+      const Tap& e = mp.tap(t, v);
+      const F iv = inv[v];
+      uint8_t* dst = panel + (size_t)t * C4 * kPP * 4 + v * L * 4;
+      int c4 = 0;
+      const float* xc = x;
+      for (; (c4 + 1) * 4 <= Cg; c4++, xc += 4 * (size_t)HW) {
+        I q0 = V::cvtr(V::mul(mp.load(xc, e, t, v), iv));
+        I q1 = V::cvtr(V::mul(mp.load(xc + HW, e, t, v), iv));
+        I q2 = V::cvtr(V::mul(mp.load(xc + 2 * (size_t)HW, e, t, v), iv));
+        I q3 = V::cvtr(V::mul(mp.load(xc + 3 * (size_t)HW, e, t, v), iv));
+        V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q0, q1, q2, q3));
+      }
+      if (c4 < C4) {
+        I q[4];
+        for (int u = 0; u < 4; u++)
+          q[u] = c4 * 4 + u < Cg ? V::cvtr(V::mul(mp.load(xc + (size_t)u * HW, e, t, v), iv)) : V::izero();
+        V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q[0], q[1], q[2], q[3]));
+      }
+    }
+  }
+}
+
 template <int MI, int NV>
 static void q8_conv_tile(const PackQ8Conv& P, const int8_t* wblk, const int32_t* init, const float* ws,
                          int ci0, int v0, const uint8_t* panel, const float* sa, const float* bias,
@@ -319,7 +392,7 @@ static void q8_conv_tile(const PackQ8Conv& P, const int8_t* wblk, const int32_t*
   I acc[MI][NV];
   F f[MI][NV];
   for (int cb = 0; cb < P.ncb; cb++) {
-    int k40 = cb * cb4, k41 = std::min(P.K4, k40 + cb4);
+    int k40 = cb * cb4, k41 = P.ncb == 1 ? P.K4 : std::min(P.K4, k40 + cb4);
     for (int i = 0; i < MI; i++) {
       I iv = V::ibcast(init + cb * kCB + ci0 + i);
       for (int j = 0; j < NV; j++) acc[i][j] = iv;
@@ -359,6 +432,7 @@ static void q8_conv_tile(const PackQ8Conv& P, const int8_t* wblk, const int32_t*
 struct ConvCtx {
   const void* P; const ConvGeom* G; const float* X; const Epi* e; float* out;
   int group, npanel, OHW, M;
+  const float* cmax;  // [batch][group][H*W] channel max of |x| (tap-major int8 path), or null
 };
 
 static void conv_q8_task(void* vc, int task, int th) {
@@ -373,7 +447,8 @@ static void conv_q8_task(void* vc, int task, int th) {
   auto* panel = (uint8_t*)scratch(th, 1).get((size_t)P.K4 * kPP * 4 + 64);
   auto* sa = (float*)scratch(th, 2).get(sizeof(float) * nab * kPP + 64);
   const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * HW;
-  q8_pack_panel(P, mp, x, HW, panel, sa);
+  if (c.cmax) q8_pack_panel_tm(P, mp, x, HW, c.cmax + ((size_t)b * c.group + g) * HW, panel, sa);
+  else q8_pack_panel(P, mp, x, HW, panel, sa);
   for (int blk = 0; blk < P.nblk; blk++) {
     size_t bi = (size_t)g * P.nblk + blk;
     const int8_t* w = P.w.data() + bi * P.K4 * kCB * 4;
@@ -436,12 +511,32 @@ static void dw_q8_task(void* vc, int task, int th) {
   }
 }
 
+static void cmax_task(void* vc, int task, int) {
+  auto& c = *(ConvCtx*)vc;
+  const ConvGeom& G = *c.G;
+  int HW = G.H * G.W, Cg = G.C / c.group;
+  const float* x = c.X + (size_t)task * Cg * HW;  // task = b*group + g: planes are consecutive
+  float* o = (float*)c.cmax + (size_t)task * HW;
+  for (int i = 0; i < HW; i += L) {
+    int n = std::min(L, HW - i);
+    M m = V::first(n);
+    F am = V::fzero();
+    for (int ch = 0; ch < Cg; ch++) am = V::max(am, V::abs(V::floadm(x + (size_t)ch * HW + i, m)));
+    V::fstorem(o + i, am, m);
+  }
+}
+
 static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   int OHW = G.OH * G.OW;
-  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M};
+  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr};
   bool dw = P.Mg == 1 && G.C == P.group;
-  if (dw) parallel_for(batch * c.npanel, dw_q8_task, &c);
-  else parallel_for(batch * P.group * c.npanel, conv_q8_task, &c);
+  if (dw) { parallel_for(batch * c.npanel, dw_q8_task, &c); return; }
+  if (P.tapmajor) {
+    // slot 3 of thread 0 is not used by the tasks
+    c.cmax = (const float*)scratch(0, 3).get(sizeof(float) * ((size_t)batch * P.group * G.H * G.W + 64));
+    parallel_for(batch * P.group, cmax_task, &c);
+  }
+  parallel_for(batch * P.group * c.npanel, conv_q8_task, &c);
 }
 
 // ---------------------------------------------------------------- Conv, fp32
@@ -540,7 +635,7 @@ static void dw_f32_task(void* vc, int task, int th) {
 
 static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   int OHW = G.OH * G.OW;
-  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M};
+  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr};
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) parallel_for(batch * c.npanel, dw_f32_task, &c);
   else parallel_for(batch * P.group * c.npanel, conv_f32_task, &c);

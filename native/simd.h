@@ -19,6 +19,7 @@ struct V {
   static F fset(float v) { return _mm512_set1_ps(v); }
   static F fload(const float* p) { return _mm512_loadu_ps(p); }
   static F floadm(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
+  static F floadm_merge(F src, const float* p, M m) { return _mm512_mask_loadu_ps(src, m, p); }
   static void fstore(float* p, F v) { _mm512_storeu_ps(p, v); }
   static void fstorem(float* p, F v, M m) { _mm512_mask_storeu_ps(p, m, v); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
@@ -72,6 +73,7 @@ struct V {
   static F fset(float v) { return _mm256_set1_ps(v); }
   static F fload(const float* p) { return _mm256_loadu_ps(p); }
   static F floadm(const float* p, M m) { return _mm256_maskload_ps(p, m); }
+  static F floadm_merge(F src, const float* p, M m) { return _mm256_blendv_ps(src, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m)); }
   static void fstore(float* p, F v) { _mm256_storeu_ps(p, v); }
   static void fstorem(float* p, F v, M m) { _mm256_maskstore_ps(p, m, v); }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }

@@ -45,7 +45,8 @@ export interface NativeAddon {
     act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
   /** W [M, Kg] with Kg = (C/group)*kh*kw in ONNX order. */
   packConvF32(W: Float32Array, M: number, Kg: number, group: number): Packed;
-  packConvI8(Wq: Int8Array, Wscale: Float32Array, M: number, Kg: number, group: number, weightBlock: number, actBlock: number): Packed;
+  /** khw = kh*kw (optional) lets the addon reorder K tap-major when one window spans the patch. */
+  packConvI8(Wq: Int8Array, Wscale: Float32Array, M: number, Kg: number, group: number, weightBlock: number, actBlock: number, khw?: number): Packed;
   /** geometry: [batch, C, H, W, kh, kw, sh, sw, dh, dw, padTop, padLeft, OH, OW]; X, out NCHW. */
   convF32(X: Float32Array, geometry: Int32Array, packed: Packed, bias: Float32Array | null,
     act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
@@ -193,7 +194,8 @@ function compileQ8Conv(args: CompileArgs): Kernel | null {
   const Kg = Wq.size / plan.M;
   const nwb = wb ? Math.ceil(Kg / wb) : 1;
   if (Ws.size !== plan.M * nwb) return null;
-  const packed = n.packConvI8(Wq.data as Int8Array, Ws.data as Float32Array, plan.M, Kg, plan.group, wb, ab);
+  const khw = plan.kDims.reduce((x, y) => x * y, 1);
+  const packed = n.packConvI8(Wq.data as Int8Array, Ws.data as Float32Array, plan.M, Kg, plan.group, wb, ab, khw);
   const ref = reference(args.node);
   return (inputs, ctx) => {
     const X = inputs[0];
