@@ -319,15 +319,42 @@ const TopK: OpSchema = {
       }
       return a - b;
     };
+    // Few wanted out of many (e.g. detection post-processing): keep the k best in a heap, O(n log k).
+    const useHeap = k * 8 < dim;
+    const heap = new Array<number>(k);
+    const siftDown = (h: number[], n: number, at: number): void => {
+      // heap root = the worst of the kept entries (the one cmp orders last)
+      for (;;) {
+        const l = 2 * at + 1, r = l + 1;
+        let m = at;
+        if (l < n && cmp(h[l]!, h[m]!) > 0) m = l;
+        if (r < n && cmp(h[r]!, h[m]!) > 0) m = r;
+        if (m === at) return;
+        const t = h[at]!; h[at] = h[m]!; h[m] = t; at = m;
+      }
+    };
     for (let o = 0; o < outer; o++) {
       for (let i = 0; i < inner; i++) {
         base = o * dim * inner + i;
-        for (let j = 0; j < dim; j++) order[j] = j;
-        order.sort(cmp);
+        let best: number[];
+        if (useHeap && k > 0) {
+          let n = 0;
+          for (let j = 0; j < dim; j++) {
+            if (n < k) {
+              let at = n++;
+              heap[at] = j;
+              while (at > 0) { const up = (at - 1) >> 1; if (cmp(heap[at]!, heap[up]!) <= 0) break; const t = heap[at]!; heap[at] = heap[up]!; heap[up] = t; at = up; }
+            } else if (cmp(j, heap[0]!) < 0) { heap[0] = j; siftDown(heap, n, 0); }
+          }
+          best = heap.slice(0, k).sort(cmp);
+        } else {
+          for (let j = 0; j < dim; j++) order[j] = j;
+          best = order.sort(cmp);
+        }
         for (let j = 0; j < k; j++) {
           const p = (o * k + j) * inner + i;
-          V[p] = X[base + order[j]! * inner]!;
-          I[p] = BigInt(order[j]!);
+          V[p] = X[base + best[j]! * inner]!;
+          I[p] = BigInt(best[j]!);
         }
       }
     }

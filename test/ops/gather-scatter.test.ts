@@ -92,6 +92,12 @@ test('TopK: ties keep the lower index first; smallest; attribute k before opset 
   same(ci!, [1, 5], [0n, 1n, 1n, 0n, 1n]);
   const [iv] = runOp('TopK', [Tensor.from('int64', [4], [5, -2, 9, 5]), i64([1], [2])], {}, 11);
   same(iv!, [2], [9n, 5n]);
+  // k ≪ n takes the heap path: ties still come out lowest index first
+  const m = Tensor.from('float32', [40], Array.from({ length: 40 }, (_, j) => j % 7));
+  const [hv, hi] = runOp('TopK', [m, i64([1], [3])], {}, 11);
+  same(hv!, [3], [6, 6, 6]);
+  same(hi!, [3], [6n, 13n, 20n]);
+  same(runOp('TopK', [m, i64([1], [4])], { largest: 0 }, 11)[1]!, [4], [0n, 7n, 14n, 21n]);
   assert.throws(() => runOp('TopK', [x, i64([1], [6])], {}, 11), Q8Error);
 });
 
