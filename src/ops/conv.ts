@@ -96,6 +96,7 @@ function prod(a: readonly number[]): number {
 
 function kernelDims(attrs: Attrs, W: Tensor, nd: number): number[] {
   const fromW = W.shape.slice(2);
+  check(fromW.every((k) => k >= 1), () => `weight W shape ${shapeStr(W.shape)} has an empty kernel dimension`);
   const ks = attrs.ints('kernel_shape');
   if (ks) {
     check(ks.length === nd && ks.every((k, i) => k === fromW[i]),

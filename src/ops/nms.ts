@@ -58,7 +58,6 @@ function runNMS(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Te
   };
   const out: number[] = [];
   const order: number[] = [];
-  const kept: number[] = [];
   for (let n = 0; n < nb && maxOut > 0; n++) {
     for (let c = 0; c < ncls; c++) {
       const so = (n * ncls + c) * nbox;
@@ -67,12 +66,14 @@ function runNMS(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Te
       // NaN scores sort last.
       const key = (i: number) => (s[so + i] === s[so + i] ? s[so + i] : -Infinity);
       order.sort((p, q) => key(q) - key(p) || p - q);
-      kept.length = 0;
+      const index = new KeptIndex(corners, n * nbox, order);
+      let kept = 0;
       for (const i of order) {
-        if (kept.length >= maxOut) break;
+        if (kept >= maxOut) break;
         const gi = n * nbox + i;
-        if (kept.some((k) => suppresses(gi, n * nbox + k))) continue;
-        kept.push(i);
+        if (index.anySuppresses(gi, suppresses)) continue;
+        index.add(gi);
+        kept++;
         out.push(n, c, i);
       }
     }
@@ -80,6 +81,65 @@ function runNMS(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Te
   const sel = new BigInt64Array(out.length);
   for (let i = 0; i < out.length; i++) sel[i] = BigInt(out[i]);
   return [new Tensor('int64', [out.length / 3, 3], sel)];
+}
+
+/**
+ * Kept boxes bucketed on a uniform grid, so a candidate is compared only with kept boxes near it
+ * (detectors run NMS over tens of thousands of boxes; all-pairs would take seconds). The cell size
+ * is the mean box side; boxes spanning many cells, or with non-finite corners, go to a list that
+ * every query scans. Only an acceleration: the selection equals the all-pairs greedy one.
+ */
+class KeptIndex {
+  private readonly cell: number;
+  private readonly grid = new Map<number, number[]>();
+  private readonly wide: number[] = [];
+  private readonly all: number[] = [];
+  private static readonly MAX_CELLS = 64;
+
+  constructor(private readonly corners: Float64Array, base: number, candidates: readonly number[]) {
+    let sum = 0, cnt = 0;
+    for (const i of candidates) {
+      const o = (base + i) * 4;
+      const side = Math.max(corners[o + 2] - corners[o], corners[o + 3] - corners[o + 1]);
+      if (side > 0 && Number.isFinite(side)) { sum += side; cnt++; }
+    }
+    this.cell = cnt ? sum / cnt : 1;
+  }
+
+  /** Cell range [y0, y1] × [x0, x1] of a box, or undefined when it belongs in the wide list. */
+  private cells(g: number): [number, number, number, number] | undefined {
+    const o = g * 4, c = this.corners, k = this.cell;
+    const y0 = Math.floor(c[o] / k), x0 = Math.floor(c[o + 1] / k), y1 = Math.floor(c[o + 2] / k), x1 = Math.floor(c[o + 3] / k);
+    if (!(Math.abs(y0) < 2 ** 25 && Math.abs(x0) < 2 ** 25 && Math.abs(y1) < 2 ** 25 && Math.abs(x1) < 2 ** 25)) return undefined;
+    if ((y1 - y0 + 1) * (x1 - x0 + 1) > KeptIndex.MAX_CELLS) return undefined;
+    return [y0, y1, x0, x1];
+  }
+
+  add(g: number): void {
+    this.all.push(g);
+    const r = this.cells(g);
+    if (!r) { this.wide.push(g); return; }
+    for (let y = r[0]; y <= r[1]; y++) {
+      for (let x = r[2]; x <= r[3]; x++) {
+        const key = y * 2 ** 26 + x;
+        const list = this.grid.get(key);
+        if (list) list.push(g); else this.grid.set(key, [g]);
+      }
+    }
+  }
+
+  anySuppresses(g: number, suppresses: (i: number, j: number) => boolean): boolean {
+    for (const k of this.wide) if (suppresses(g, k)) return true;
+    const r = this.cells(g);
+    if (!r) return this.all.some((k) => suppresses(g, k));
+    for (let y = r[0]; y <= r[1]; y++) {
+      for (let x = r[2]; x <= r[3]; x++) {
+        const list = this.grid.get(y * 2 ** 26 + x);
+        if (list) for (const k of list) if (suppresses(g, k)) return true;
+      }
+    }
+    return false;
+  }
 }
 
 export const ops: OpSchema[] = [{ opType: 'NonMaxSuppression', run: runNMS }];

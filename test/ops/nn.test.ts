@@ -385,3 +385,30 @@ test('ConvTranspose 2-D and 3-D agree with a naive scatter (groups, strides, dil
     close(y!, [1, M, ...outD], want, 1e-5);
   }
 });
+
+test('NonMaxSuppression on many random boxes equals an all-pairs greedy selection', () => {
+  const r = rng(9);
+  const n = 1500;
+  const b: number[] = [], s: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const big = i % 97 === 0; // a few boxes wider than the grid cell limit
+    const y = (r() + 0.5) * 200, x = (r() + 0.5) * 200, h = big ? 400 : (r() + 0.5) * 30, w = big ? 300 : (r() + 0.5) * 30;
+    if (i % 50 === 1) b.push(y, x, y, x + w); // zero-area box: never suppresses, never suppressed
+    else b.push(y, x, y + h, x + w);
+    s.push(Math.round((r() + 0.5) * 100) / 100); // ties exercise the index order
+  }
+  for (let i = 0; i < b.length; i++) b[i] = Math.fround(b[i]!); // the kernel sees float32 corners
+  const [sel] = runOp('NonMaxSuppression', [f32([1, n, 4], b), f32([1, 1, n], s), Tensor.from('int64', [1], [100000n]), f32([1], [0.3])]);
+  const area = (i: number) => (b[i * 4 + 2]! - b[i * 4]!) * (b[i * 4 + 3]! - b[i * 4 + 1]!);
+  const iou = (i: number, j: number) => {
+    const ih = Math.min(b[i * 4 + 2]!, b[j * 4 + 2]!) - Math.max(b[i * 4]!, b[j * 4]!);
+    const iw = Math.min(b[i * 4 + 3]!, b[j * 4 + 3]!) - Math.max(b[i * 4 + 1]!, b[j * 4 + 1]!);
+    if (ih <= 0 || iw <= 0 || area(i) <= 0 || area(j) <= 0) return 0;
+    return (ih * iw) / (area(i) + area(j) - ih * iw);
+  };
+  const order = [...Array(n).keys()].sort((p, q) => Math.fround(s[q]!) - Math.fround(s[p]!) || p - q);
+  const kept: number[] = [];
+  for (const i of order) if (!kept.some((k) => iou(i, k) > 0.3)) kept.push(i);
+  assert.ok(kept.length > 100 && kept.length < n - 100);
+  assert.deepEqual(sel!.toNumbers().filter((_, i) => i % 3 === 2), kept);
+});
