@@ -13,7 +13,7 @@ import { Q8Error } from '../core/errors.js';
 import { shapeStr, sameShape, type Shape } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { KernelContext, OpSchema } from './registry.js';
-import { broadcastPlan, broadcastsTo, legacyBroadcastShape } from './util/broadcast.js';
+import { broadcastPlan, broadcastsTo, legacyBroadcastShape, type BroadcastPlan } from './util/broadcast.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 /** Storage arrays are indexed generically inside the loops below. */
@@ -67,15 +67,19 @@ function makeMap(): (x: Arr, y: Arr, n: number, f: (v: any) => any) => void {
 }
 
 /** Apply a per-element function; each op gets its own loop so the call site stays monomorphic. */
-function unaryOp(opType: string, specOf: (ctx: KernelContext) => UnarySpec, minInputs = 1): OpSchema {
+function unaryOp(opType: string, specOf: (ctx: KernelContext) => UnarySpec, fast?: (ctx: KernelContext) => [number, number]): OpSchema {
   const map = makeMap();
   return {
     opType,
     run(inputs, ctx) {
-      if (inputs.length < minInputs) throw new Q8Error(`expects ${minInputs} input(s), got ${inputs.length}`);
       const x = req(inputs, 0, 'X');
-      const spec = specOf(ctx);
       const k = kindOf(x.dtype);
+      if (fast && k === 'float') {
+        const [pa, pb] = fast(ctx);
+        const y = ctx.alloc(x.dtype, x.shape);
+        if (fastUnary(opType, x.data, y.data, x.size, pa, pb)) return [y];
+      }
+      const spec = specOf(ctx);
       const f = k === 'float' ? spec.f : k === 'int' ? spec.i : k === 'big' ? spec.b : k === 'bool' ? spec.bool : undefined;
       if (!f) throw new Q8Error(`input dtype ${x.dtype} is not supported by ${opType}`);
       const y = ctx.alloc(spec.outBool ? 'bool' : x.dtype, x.shape);
@@ -86,6 +90,35 @@ function unaryOp(opType: string, specOf: (ctx: KernelContext) => UnarySpec, minI
 }
 
 const same = (s: UnarySpec) => () => s;
+const noParams = (): [number, number] => [0, 0];
+
+/**
+ * Hot activations written out as literal loops: V8 then compiles straight arithmetic instead of an
+ * indirect call per element (the shared map loop's call site sees every op and goes megamorphic).
+ * Returns false for ops without a fast loop. Parameters a, b are the op's attributes.
+ */
+function fastUnary(op: string, x: Arr, y: Arr, n: number, a: number, b: number): boolean {
+  switch (op) {
+    case 'Relu': for (let i = 0; i < n; i++) { const v = x[i]; y[i] = v > 0 ? v : v === v ? 0 : v; } return true;
+    case 'LeakyRelu': for (let i = 0; i < n; i++) { const v = x[i]; y[i] = v >= 0 ? v : a * v; } return true;
+    case 'Clip': for (let i = 0; i < n; i++) { const v = x[i]; y[i] = v < a ? (a > b ? b : a) : v > b ? b : v; } return true;
+    case 'Sigmoid':
+      for (let i = 0; i < n; i++) {
+        const v = x[i];
+        if (v >= 0) y[i] = 1 / (1 + Math.exp(-v));
+        else { const e = Math.exp(v); y[i] = e / (1 + e); }
+      }
+      return true;
+    case 'Tanh': for (let i = 0; i < n; i++) y[i] = Math.tanh(x[i]); return true;
+    case 'Exp': for (let i = 0; i < n; i++) y[i] = Math.exp(x[i]); return true;
+    case 'Sqrt': for (let i = 0; i < n; i++) y[i] = Math.sqrt(x[i]); return true;
+    case 'Neg': for (let i = 0; i < n; i++) y[i] = -x[i]; return true;
+    case 'Abs': for (let i = 0; i < n; i++) y[i] = Math.abs(x[i]); return true;
+    case 'HardSigmoid': for (let i = 0; i < n; i++) { const v = a * x[i] + b; y[i] = v > 1 ? 1 : v > 0 ? v : v === v ? 0 : v; } return true;
+    case 'HardSwish': for (let i = 0; i < n; i++) { const v = x[i]; const g = v / 6 + 0.5; y[i] = g >= 1 ? v : g > 0 ? v * g : v === v ? 0 : v; } return true;
+    default: return false;
+  }
+}
 
 function roundHalfEven(x: number): number {
   const r = Math.round(x); // rounds .5 up
@@ -121,15 +154,15 @@ const signB = (x: bigint) => (x > 0n ? 1n : x < 0n ? -1n : 0n);
 const floatOnly = (f: (x: number) => number): UnarySpec => ({ f });
 
 const unaryOps: OpSchema[] = [
-  unaryOp('Abs', same({ f: Math.abs, i: Math.abs, b: absB })),
-  unaryOp('Neg', same({ f: (x) => -x, i: (x) => -x, b: (x) => -x })),
+  unaryOp('Abs', same({ f: Math.abs, i: Math.abs, b: absB }), noParams),
+  unaryOp('Neg', same({ f: (x) => -x, i: (x) => -x, b: (x) => -x }), noParams),
   unaryOp('Sign', same({ f: (x) => (x > 0 ? 1 : x < 0 ? -1 : x === 0 ? 0 : NaN), i: Math.sign, b: signB })),
   unaryOp('Ceil', same({ f: Math.ceil })),
   unaryOp('Floor', same({ f: Math.floor })),
   unaryOp('Round', same({ f: roundHalfEven })),
   unaryOp('Reciprocal', same(floatOnly((x) => 1 / x))),
-  unaryOp('Sqrt', same(floatOnly(Math.sqrt))),
-  unaryOp('Exp', same(floatOnly(Math.exp))),
+  unaryOp('Sqrt', same(floatOnly(Math.sqrt)), noParams),
+  unaryOp('Exp', same(floatOnly(Math.exp)), noParams),
   unaryOp('Log', same(floatOnly(Math.log))),
   unaryOp('Sin', same(floatOnly(Math.sin))),
   unaryOp('Cos', same(floatOnly(Math.cos))),
@@ -139,7 +172,7 @@ const unaryOps: OpSchema[] = [
   unaryOp('Atan', same(floatOnly(Math.atan))),
   unaryOp('Sinh', same(floatOnly(Math.sinh))),
   unaryOp('Cosh', same(floatOnly(Math.cosh))),
-  unaryOp('Tanh', same(floatOnly(Math.tanh))),
+  unaryOp('Tanh', same(floatOnly(Math.tanh)), noParams),
   unaryOp('Asinh', same(floatOnly(Math.asinh))),
   unaryOp('Acosh', same(floatOnly(Math.acosh))),
   unaryOp('Atanh', same(floatOnly(Math.atanh))),
@@ -152,11 +185,11 @@ const unaryOps: OpSchema[] = [
     return { f: (x) => ((pos && x === Infinity) || (neg && x === -Infinity) ? 1 : 0), outBool: true };
   }),
   // ---- activations ----
-  unaryOp('Relu', same({ f: (x) => (x > 0 ? x : x === x ? 0 : x), i: (x) => (x > 0 ? x : 0), b: (x) => (x > 0n ? x : 0n) })),
+  unaryOp('Relu', same({ f: (x) => (x > 0 ? x : x === x ? 0 : x), i: (x) => (x > 0 ? x : 0), b: (x) => (x > 0n ? x : 0n) }), noParams),
   unaryOp('LeakyRelu', (ctx) => {
     const a = ctx.attrs.float('alpha', 0.01);
     return { f: (x) => (x >= 0 ? x : a * x) };
-  }),
+  }, (ctx) => [ctx.attrs.float('alpha', 0.01), 0]),
   unaryOp('Elu', (ctx) => {
     const a = ctx.attrs.float('alpha', 1);
     return { f: (x) => (x >= 0 ? x : a * (Math.exp(x) - 1)) };
@@ -174,9 +207,9 @@ const unaryOps: OpSchema[] = [
     const a = ctx.attrs.float('alpha', 0.2);
     const b = ctx.attrs.float('beta', 0.5);
     return { f: (x) => Math.max(0, Math.min(1, a * x + b)) };
-  }),
-  unaryOp('HardSwish', same({ f: (x) => x * Math.max(0, Math.min(1, x / 6 + 0.5)) })),
-  unaryOp('Sigmoid', same({ f: (x) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))) })),
+  }, (ctx) => [ctx.attrs.float('alpha', 0.2), ctx.attrs.float('beta', 0.5)]),
+  unaryOp('HardSwish', same({ f: (x) => x * Math.max(0, Math.min(1, x / 6 + 0.5)) }), noParams),
+  unaryOp('Sigmoid', same({ f: (x) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))) }), noParams),
   unaryOp('Softplus', same({ f: (x) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x))) })),
   unaryOp('Softsign', same({ f: (x) => x / (1 + Math.abs(x)) })),
   unaryOp('ThresholdedRelu', (ctx) => {
@@ -217,17 +250,18 @@ const clipOp: OpSchema = {
       }
     }
     const y = ctx.alloc(x.dtype, x.shape);
-    // When min > max every value becomes max (spec), which min(max(x, lo), hi) gives.
-    if (k === 'big') {
+    // When min > max every value becomes max (spec).
+    if (k !== 'big') {
+      fastUnary('Clip', x.data, y.data, x.size, (lo ?? -Infinity) as number, (hi ?? Infinity) as number);
+      return [y];
+    }
+    {
       const l = lo as bigint | undefined, h = hi as bigint | undefined;
       clipMap(x.data, y.data, x.size, (v: bigint) => {
         if (l !== undefined && v < l) v = l;
         if (h !== undefined && v > h) v = h;
         return v;
       });
-    } else {
-      const l = (lo ?? -Infinity) as number, h = (hi ?? Infinity) as number;
-      clipMap(x.data, y.data, x.size, (v: number) => (v < l ? (l > h ? h : l) : v > h ? h : v));
     }
     return [y];
   },
@@ -258,13 +292,53 @@ const preluOp: OpSchema = {
 // Binary with broadcasting
 // =====================================================================================================
 
-function binaryLoop(p: ReturnType<typeof broadcastPlan>, a: Arr, b: Arr, y: Arr, f: (a: any, b: any) => any): void {
+function binaryLoop(p: BroadcastPlan, a: Arr, b: Arr, y: Arr, f: (a: any, b: any) => any): void {
   const oa = p.offs[0]!, ob = p.offs[1]!;
   const sa = p.steps[0]!, sb = p.steps[1]!;
   const inner = p.inner;
   for (let o = 0, k = 0; o < p.outer; o++) {
     let ia = oa[o]!, ib = ob[o]!;
     for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) y[k] = f(a[ia], b[ib]);
+  }
+}
+
+/**
+ * Hot binary ops as literal loops over a plan (see fastUnary for why). Integer stores truncate and
+ * wrap, so the same loops serve int8/16/32 Add/Sub/Div and small-int Mul. Max/Min propagate NaN.
+ */
+function fastBinary(op: string, p: BroadcastPlan, a: Arr, b: Arr, y: Arr): boolean {
+  const oa = p.offs[0]!, ob = p.offs[1]!;
+  const sa = p.steps[0]!, sb = p.steps[1]!;
+  const inner = p.inner, outer = p.outer;
+  switch (op) {
+    case 'Add':
+      for (let o = 0, k = 0; o < outer; o++) { let ia = oa[o]!, ib = ob[o]!; for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) y[k] = a[ia] + b[ib]; }
+      return true;
+    case 'Sub':
+      for (let o = 0, k = 0; o < outer; o++) { let ia = oa[o]!, ib = ob[o]!; for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) y[k] = a[ia] - b[ib]; }
+      return true;
+    case 'Mul':
+      for (let o = 0, k = 0; o < outer; o++) { let ia = oa[o]!, ib = ob[o]!; for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) y[k] = a[ia] * b[ib]; }
+      return true;
+    case 'Div':
+      for (let o = 0, k = 0; o < outer; o++) { let ia = oa[o]!, ib = ob[o]!; for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) y[k] = a[ia] / b[ib]; }
+      return true;
+    case 'Mean':
+      for (let o = 0, k = 0; o < outer; o++) { let ia = oa[o]!, ib = ob[o]!; for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) y[k] = (a[ia] + b[ib]) / 2; }
+      return true;
+    case 'Max':
+      for (let o = 0, k = 0; o < outer; o++) {
+        let ia = oa[o]!, ib = ob[o]!;
+        for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) { const u = a[ia], v = b[ib]; y[k] = u !== u ? u : v > u || v !== v ? v : u; }
+      }
+      return true;
+    case 'Min':
+      for (let o = 0, k = 0; o < outer; o++) {
+        let ia = oa[o]!, ib = ob[o]!;
+        for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) { const u = a[ia], v = b[ib]; y[k] = u !== u ? u : v < u || v !== v ? v : u; }
+      }
+      return true;
+    default: return false;
   }
 }
 
@@ -312,6 +386,7 @@ function binaryOp(opType: string, spec: BinarySpec): OpSchema {
       sameDtype(a, b, opType);
       const p = broadcastPlan([a.shape, binaryShapes(a, b, ctx)]);
       const y = ctx.alloc(spec.outBool ? 'bool' : a.dtype, p.shape);
+      if ((k === 'float' || (k === 'int' && !(opType === 'Mul' && isInt32(a.dtype)))) && fastBinary(opType, p, a.data, b.data, y.data)) return [y];
       const f = k === 'big' ? spec.big!(a.dtype, ctx) : k === 'string' ? spec.str! : spec.num!(a.dtype, ctx);
       loop(p, a.data, b.data, y.data, f);
       return [y];
@@ -424,11 +499,15 @@ function variadicOp(opType: 'Max' | 'Min' | 'Sum' | 'Mean'): OpSchema {
       if (inputs.length < 1) throw new Q8Error('expects at least one input');
       const xs = inputs.map((t, i) => req(inputs, i, `input ${i}`));
       const x0 = xs[0]!;
-      const k = checkKind(x0, opType === 'Mean' ? ['float'] : NUM, 'input 0');
+      checkKind(x0, opType === 'Mean' ? ['float'] : NUM, 'input 0');
       for (const t of xs) sameDtype(x0, t, opType);
       const p = broadcastPlan(xs.map((t) => t.shape));
       const y = ctx.alloc(x0.dtype, p.shape);
       const n = xs.length;
+      const kind = kindOf(x0.dtype);
+      if (n === 2 && (kind === 'float' || kind === 'int')) {
+        if (fastBinary(opType === 'Sum' ? 'Add' : opType, p, xs[0]!.data, xs[1]!.data, y.data)) return [y];
+      }
       const datas = xs.map((t) => t.data as Arr);
       const yd = y.data as Arr;
       const cur = p.offs.map(() => 0);

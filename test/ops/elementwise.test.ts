@@ -61,6 +61,9 @@ test('integer arithmetic truncates and wraps like C', () => {
   assert.deepEqual([...(one('Mod', [a, b], { fmod: 1 }).data as Int32Array)], [-1, 1, -1, 1, 2, -2, 0, 3]);
   // 65536 * 65537 = 2^32 + 65536 → low 32 bits 65536
   assert.deepEqual([...(one('Mul', [Tensor.from('int32', [1], [65536]), Tensor.from('int32', [1], [65537])]).data as Int32Array)], [65536]);
+  // int16 wraps: 300 * 300 = 90000 → 24464; broadcast int8 subtraction
+  assert.deepEqual([...(one('Mul', [Tensor.from('int16', [2], [300, -7]), Tensor.from('int16', [1], [300])]).data as Int16Array)], [24464, -2100]);
+  assert.deepEqual([...(one('Sub', [Tensor.from('int8', [2, 1], [100, -100]), Tensor.from('int8', [2], [-50, 50])]).data as Int8Array)], [-106, 50, -50, 106]);
   // uint8 wraps: 200 + 100 = 44
   assert.deepEqual([...(one('Add', [Tensor.from('uint8', [2], [200, 3]), Tensor.from('uint8', [2], [100, 4])]).data as Uint8Array)], [44, 7]);
   // int64 via bigint
@@ -170,6 +173,11 @@ test('variadic Max/Min/Sum/Mean broadcast and propagate NaN', () => {
   close(one('Sum', [m1, m2, m3]).data as Float32Array, [6.0, 6.0, 0.5, 4.0, NaN, -2.5]);
   close(one('Mean', [m1, m2, m3]).data as Float32Array, [2.0, 2.0, 0.1666666716337204, 1.3333333730697632, NaN, -0.8333333134651184]);
   close(one('Max', [m2]).data as Float32Array, [3, -1, 0.5]);
+  // two inputs take the literal-loop path: same semantics
+  close(one('Max', [f32([3], [1, NaN, 3]), f32([3], [NaN, 2, 1])]).data as Float32Array, [NaN, NaN, 3]);
+  close(one('Min', [m1, m3]).data as Float32Array, [1, 2, -2, -3, NaN, -3]);
+  close(one('Mean', [m2, m3]).data as Float32Array, [2.5, 0.5, 1.25, 0, -2, -1.25]);
+  assert.deepEqual([...(one('Sum', [Tensor.from('int32', [2], [2147483647, -5]), Tensor.from('int32', [1], [1])]).data as Int32Array)], [-2147483648, -4]);
   assert.deepEqual([...(one('Max', [Tensor.from('uint64', [2], [1n, 18446744073709551615n]), Tensor.from('uint64', [2], [2n, 0n])]).data as BigUint64Array)], [2n, 18446744073709551615n]);
 });
 
