@@ -192,15 +192,15 @@ function scatterElements(inputs: readonly (Tensor | undefined)[], ctx: KernelCon
 }
 
 const ScatterElements: OpSchema = {
-  opType: 'ScatterElements', half: 'native',
+  opType: 'ScatterElements',
   run: (inputs, ctx) => scatterElements(inputs, ctx, reduction(ctx, 16)),
 };
 
 /** Scatter (opsets 9-10) is ScatterElements without reduction. */
-const Scatter: OpSchema = { opType: 'Scatter', half: 'native', run: (inputs, ctx) => scatterElements(inputs, ctx, 'none') };
+const Scatter: OpSchema = { opType: 'Scatter', run: (inputs, ctx) => scatterElements(inputs, ctx, 'none') };
 
 const ScatterND: OpSchema = {
-  opType: 'ScatterND', half: 'native',
+  opType: 'ScatterND',
   run(inputs, ctx) {
     const x = need(inputs, 0, 'data');
     const ind = need(inputs, 1, 'indices');
@@ -290,7 +290,7 @@ const NonZero: OpSchema = {
 };
 
 const TopK: OpSchema = {
-  opType: 'TopK', half: 'native',
+  opType: 'TopK',
   run(inputs, ctx) {
     const x = need(inputs, 0, 'X');
     check(x.rank >= 1, 'TopK input must have rank >= 1');

@@ -542,19 +542,22 @@ const Pad: OpSchema = {
     check(['constant', 'reflect', 'edge', 'wrap'].includes(mode),
       () => `Pad mode '${mode}' is not one of constant, reflect, edge, wrap`);
     let pads: number[];
-    let value: number | bigint | string = 0;
+    let fill: unknown; // the pad value in the data's storage form (float16 stays as bits)
     let axes: number[] | undefined;
     if (ctx.opset >= 11) {
       pads = intList(need(inputs, 1, 'pads'), 'pads');
       const cv = inputs[2];
       if (cv && cv.size > 0) {
         check(cv.dtype === x.dtype, () => `Pad constant_value type ${cv.dtype} differs from data type ${x.dtype}`);
-        value = (cv.data as (number | bigint | string)[])[0]!;
+        fill = (cv.data as unknown[])[0];
       }
       if (ctx.opset >= 18 && inputs[3]) axes = normAxes(intList(inputs[3], 'axes'), r);
     } else {
       pads = ctx.attrs.ints(ctx.opset < 2 ? 'paddings' : 'pads', []);
-      value = ctx.attrs.float('value', 0);
+      const v = ctx.attrs.float('value', 0);
+      const tmp = DTYPES[x.dtype].make(1);
+      setValue(tmp, x.dtype, 0, DTYPES[x.dtype].big ? BigInt(Math.trunc(v)) : v);
+      fill = (tmp as unknown[])[0];
     }
     const ax = axes ?? x.shape.map((_, i) => i);
     check(pads.length === 2 * ax.length, () => `Pad pads has ${pads.length} entries, expected ${2 * ax.length}`);
@@ -582,12 +585,7 @@ const Pad: OpSchema = {
     }
     const O = out.data as unknown[], X = x.data as unknown[];
     if (mode === 'constant') {
-      const isZero = value === 0 || value === 0n;
-      if (!isZero) {
-        if (x.dtype === 'int64' || x.dtype === 'uint64') (O as unknown as BigInt64Array).fill(BigInt(value as number | bigint));
-        else if (x.dtype === 'string') (O as string[]).fill(String(value));
-        else { const tmp = DTYPES[x.dtype].make(1); setValue(tmp, x.dtype, 0, value); (O as unknown as Float64Array).fill(tmp[0] as number); }
-      }
+      if (fill !== undefined && fill !== 0 && fill !== 0n && fill !== '') (O as unknown as { fill(v: unknown): void }).fill(fill);
       // Copy the (cropped) input into its window.
       const os = stridesOf(outShape);
       let dOff = 0;

@@ -115,3 +115,14 @@ test('EyeLike (k, dtype), Range (float, int64 negative delta, empty), Trilu', ()
   same(one('Trilu', [m, Tensor.scalar('int64', -1)], { upper: 0 }), [2, 3, 3], [0, 0, 0, 4, 0, 0, 7, 8, 0, 0, 0, 0, -4, 0, 0, -7, -8, 0]);
   same(one('Trilu', [Tensor.from('int32', [2, 3], [1, 2, 3, 4, 5, 6]), Tensor.scalar('int64', 1)]), [2, 3], [0, 2, 3, 0, 0, 6]);
 });
+
+test('float16: TopK orders negative values correctly, ScatterElements adds values (not bit patterns)', () => {
+  const h = Tensor.from('float16', [4], [-1.5, 2, -3, 0.5]);
+  const [v, i] = runOp('TopK', [h, i64([1], [2])], {}, 11);
+  assert.equal(v!.dtype, 'float16');
+  assert.deepEqual(v!.toNumbers(), [2, 0.5]);
+  same(i!, [2], [1n, 3n]);
+  const s = runOp('ScatterElements', [h, i64([2], [0, 0]), Tensor.from('float16', [2], [0.25, 1])], { reduction: 'add' }, 16)[0]!;
+  assert.equal(s.dtype, 'float16');
+  assert.deepEqual(s.toNumbers(), [-0.25, 2, -3, 0.5]);
+});

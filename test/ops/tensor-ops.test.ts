@@ -173,3 +173,12 @@ test('Dropout: inference passes through with an all-true mask; training with a s
   mask.forEach((k, i) => assert.ok(Math.abs(Y[i]! - (k ? X[i]! / 0.6 : 0)) < 1e-6, `y[${i}]`));
   assert.throws(() => runMulti('Dropout', [x, Tensor.scalar('float32', 1), Tensor.scalar('bool', 1)], {}, 13, 1), Q8Error);
 });
+
+test('float16 data moves as bits; Pad fills with the given float16 value', () => {
+  const h = Tensor.from('float16', [2, 2], [-1.5, 2, -3, 0.5]);
+  const p = one('Pad', [h, i64([0, 1, 0, 0]), Tensor.from('float16', [], [-2.5])]);
+  assert.equal(p.dtype, 'float16');
+  assert.deepEqual(p.toNumbers(), [-2.5, -1.5, 2, -2.5, -3, 0.5]);
+  assert.deepEqual(one('Pad', [h], { pads: [1, 0, 0, 0], value: 0.75 }, 2).toNumbers(), [0.75, 0.75, -1.5, 2, -3, 0.5]);
+  assert.deepEqual(one('Transpose', [h]).toNumbers(), [-1.5, -3, 2, 0.5]);
+});
