@@ -162,6 +162,7 @@ function buildTensor(t: RawTensor): Tensor {
   const n = shape.reduce((a, c) => a * c, 1);
   if (n > 2 ** 31 - 1) throw new Q8Error(`constant tensor of shape [${shape.join(',')}] is too large`);
   if (dtype === 'string') {
+    if (n > 2 ** 20) throw new Q8Error(`string constant of shape [${shape.join(',')}] is implausibly large`);
     const vals = t.strings.map((s) => new TextDecoder().decode(s));
     return Tensor.from('string', shape, Array.from({ length: n }, (_, i) => vals[Math.min(i, vals.length - 1)] ?? ''));
   }
@@ -188,11 +189,18 @@ function buildTensor(t: RawTensor): Tensor {
   const src: (number | bigint)[] =
     dtype === 'float32' ? t.floats : dtype === 'float64' ? t.doubles : dtype === 'int64' ? t.int64s
       : dtype === 'bool' ? t.bools : dtype === 'float16' || dtype === 'bfloat16' ? t.halfs : t.ints;
+  // A splat constant is stored as one value; a corrupt shape must not become a runaway allocation.
+  if (n > 2 ** 27) throw new Q8Error(`constant tensor of shape [${shape.join(',')}] is implausibly large for a ${src.length}-value constant`);
   if (n > 0 && !src.length) return Tensor.zeros(outType, shape);
   if (src.length > n) throw new Q8Error(`constant tensor has ${src.length} values for shape [${shape.join(',')}]`);
-  const vals = Array.from({ length: n }, (_, i) => src[Math.min(i, src.length - 1)]!);
-  if (dtype === 'float16' || dtype === 'bfloat16') return new Tensor(dtype, shape, Uint16Array.from(vals as number[]));
-  return Tensor.from(outType, shape, vals.map((v) => (outType === 'int64' || outType === 'uint64' ? BigInt(v) : Number(v))));
+  const out = Tensor.zeros(dtype === 'float16' || dtype === 'bfloat16' ? dtype : outType, shape);
+  const d = out.data as unknown as (number | bigint)[];
+  const big = outType === 'int64' || outType === 'uint64';
+  for (let i = 0; i < n; i++) {
+    const v = src[Math.min(i, src.length - 1)]!;
+    d[i] = big ? BigInt(v) : Number(v);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
