@@ -53,6 +53,12 @@ test('legacy broadcast/axis attributes before opset 7', () => {
   assert.throws(() => one('Add', [A, f32([3], [3, -1, 0.5])], {}, 7), /broadcast/);
 });
 
+test('absurd broadcast results are refused before any large allocation', () => {
+  const big = (shape: number[]) => Tensor.zeros('float32', shape);
+  assert.throws(() => one('Add', [big([50000, 1, 1]), big([1, 50000, 1])]), /limit/);
+  assert.throws(() => one('Where', [Tensor.zeros('bool', [3000, 1, 1]), big([1, 3000, 1]), big([1, 1, 3000])]), /limit/);
+});
+
 test('integer arithmetic truncates and wraps like C', () => {
   const a = Tensor.from('int32', [8], [-7, 7, -9, 9, 5, -5, 0, 13]);
   const b = Tensor.from('int32', [8], [2, 2, -4, -4, 3, 3, 7, -5]);

@@ -13,7 +13,7 @@
  *   }
  */
 import { Q8Error } from '../../core/errors.js';
-import { broadcastShapes, shapeStr, sizeOf, type Shape } from '../../core/shape.js';
+import { broadcastShapes, checkShape, shapeStr, sizeOf, type Shape } from '../../core/shape.js';
 
 export interface BroadcastPlan {
   readonly shape: number[];
@@ -27,6 +27,8 @@ export interface BroadcastPlan {
 /** Multidirectional (numpy) broadcast plan for any number of input shapes. */
 export function broadcastPlan(shapes: readonly Shape[], outShape?: Shape): BroadcastPlan {
   const shape = outShape ? [...outShape] : broadcastShapes(...shapes);
+  // Refuse absurd results before building offset tables for them.
+  checkShape(shape, 'broadcast result');
   const rank = shape.length;
   const size = sizeOf(shape);
   const n = shapes.length;
