@@ -49,14 +49,31 @@ function combinedBlock(K: number, wb: number, ab: number): number {
   return Math.max(c, 1);
 }
 
-/** Quantize P rows of length K (stride K) in place into integer-valued floats; scales [P, nbA]. */
+/**
+ * Quantize P rows of length K (stride K) into integer-valued floats; scales [P, nbA]. The same
+ * arithmetic as quantizeWindow (the contract), inlined because it runs on every activation.
+ */
 export function quantizeRows(src: Float32Array, P: number, K: number, actBlock: number, dst: Float32Array, scales: Float32Array): void {
   const B = actBlock || K;
   const nb = Math.ceil(K / B);
   for (let p = 0; p < P; p++) {
     for (let b = 0; b < nb; b++) {
-      const k0 = b * B;
-      scales[p * nb + b] = quantizeWindow(src, p * K + k0, Math.min(B, K - k0), dst, p * K + k0);
+      const o = p * K + b * B;
+      const end = o + Math.min(B, K - b * B);
+      let amax = 0;
+      for (let i = o; i < end; i++) { const a = Math.abs(src[i]!); if (a > amax) amax = a; }
+      amax = f(amax);
+      if (amax === 0) { dst.fill(0, o, end); scales[p * nb + b] = 0; continue; }
+      const inv = f(127 / amax);
+      for (let i = o; i < end; i++) {
+        const v = f(src[i]! * inv);
+        let r = Math.round(v);
+        if (r - v === 0.5 && (r & 1) !== 0) r -= 1;
+        dst[i] = r > 127 ? 127 : r < -127 ? -127 : r || 0;
+      }
+      let sc = f(amax / 127);
+      while (f(sc * 127) === Infinity) sc = f(sc - sc * 2 ** -23);
+      scales[p * nb + b] = sc;
     }
   }
 }
@@ -137,18 +154,24 @@ function productTile(
   const res = new Float32Array(P * N); // float32 running sums over blocks, [p, n]
   for (let k0 = 0; k0 < K; k0 += cb) {
     const len = Math.min(cb, K - k0);
-    acc64.fill(0, 0, P * N);
-    for (let c0 = k0; c0 < k0 + len; c0 += EXACT_CHUNK) {
-      const cl = Math.min(EXACT_CHUNK, k0 + len - c0);
-      gemmF32Ref(P, N, cl, qa, K, wf, K, tmp, N, { transB: true, aOffset: c0, bOffset: wRow * K + c0 });
-      for (let i = 0; i < P * N; i++) acc64[i] += tmp[i]!;
+    let dots: Float32Array | Float64Array = tmp;
+    if (len <= EXACT_CHUNK) {
+      gemmF32Ref(P, N, len, qa, K, wf, K, tmp, N, { transB: true, aOffset: k0, bOffset: wRow * K + k0 });
+    } else {
+      acc64.fill(0, 0, P * N);
+      for (let c0 = k0; c0 < k0 + len; c0 += EXACT_CHUNK) {
+        const cl = Math.min(EXACT_CHUNK, k0 + len - c0);
+        gemmF32Ref(P, N, cl, qa, K, wf, K, tmp, N, { transB: true, aOffset: c0, bOffset: wRow * K + c0 });
+        for (let i = 0; i < P * N; i++) acc64[i] += tmp[i]!;
+      }
+      dots = acc64;
     }
     const ia = Math.floor(k0 / Ba), iw = Math.floor(k0 / Bw);
     for (let p = 0; p < P; p++) {
       const s = sa[p * nbA + ia]!;
       for (let n = 0; n < N; n++) {
         const i = p * N + n;
-        res[i] = f(res[i]! + f(f(s * W.scales[(sRow + n) * nbW + iw]!) * acc64[i]!));
+        res[i] = f(res[i]! + f(f(s * W.scales[(sRow + n) * nbW + iw]!) * dots[i]!));
       }
     }
   }

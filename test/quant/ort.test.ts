@@ -65,3 +65,24 @@ test('onnxruntime-node agrees with q8 on the quantized Fashion-MNIST models', { 
     await compare(model, x, name);
   }
 });
+
+test('the ORT static-QDQ writer: onnxruntime-node runs it close to fp32, and so does q8', { skip }, async () => {
+  const { writeOrtQdq } = await import('../../src/quant/ort-qdq.js');
+  const fp = smallCnn(5, { channels: 16, fc: 32 });
+  const calibration = [0, 1, 2, 3].map((i) => ({ image: randomImages(40 + i, 2) }));
+  const qdq = writeOrtQdq(fp, { calibration });
+  const ops = qdq.graph.nodes.map((n) => n.opType);
+  // image, conv1+Relu, dw+Clip, grouped, pointwise+Relu, Flatten (fc1's input), fc1+Relu: one Q per value
+  assert.equal(ops.filter((o) => o === 'QuantizeLinear').length, 7, ops.join(' '));
+  assert.ok(!ops.includes('Relu') || ops.indexOf('Relu') < ops.indexOf('QuantizeLinear', ops.indexOf('Relu')), 'Relu sits before its Q');
+  const o = ort as Ort;
+  const x = randomImages(99, 2);
+  const sess = await o.InferenceSession.create(encodeOnnx(qdq));
+  const theirs = (await sess.run({ image: new o.Tensor('float32', x.data as Float32Array, x.shape) }))[sess.outputNames[0]!]!;
+  const s = Session.create(cloneModel(fp));
+  const ref = Object.values(s.runSync({ image: x }))[0]!.data as Float32Array;
+  const c = cosine(ref, theirs.data);
+  assert.ok(c > 0.99 && c < 1, `ORT static int8 vs fp32 cosine ${c}`);
+  const mine = Object.values(Session.create(cloneModel(qdq)).runSync({ image: x }))[0]!.data as Float32Array;
+  assert.ok(cosine(mine, theirs.data) > 0.995, `q8 vs ORT on the QDQ file: ${cosine(mine, theirs.data)}`);
+});
