@@ -108,6 +108,14 @@ function kernelDims(attrs: Attrs, W: Tensor, nd: number): number[] {
 /** Largest im2col buffer (elements) per tile: big enough to amortise packing, small enough for cache. */
 const COL_TILE = 1 << 20;
 
+// One im2col buffer reused across calls (kernels are synchronous): allocating megabytes per Conv
+// costs more in garbage collection than the im2col itself.
+let colScratch = new Float32Array(0);
+function colBuffer(n: number): Float32Array {
+  if (colScratch.length < n) colScratch = new Float32Array(n);
+  return colScratch;
+}
+
 function runConv(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Tensor[] {
   const [X, W, B] = inputs;
   check(X && W, 'Conv needs inputs X and W');
@@ -168,7 +176,7 @@ export function convF32(
   }
   const pointwise = g.kDims.every((k, d) => k === 1 && g.strides[d] === 1 && g.padsBegin[d] === 0 && g.padsEnd[d] === 0);
   const pTile = Math.max(16, Math.min(P, Math.floor(COL_TILE / Math.max(K, 1))));
-  const col = pointwise ? new Float32Array(0) : new Float32Array(K * pTile);
+  const col = pointwise ? colScratch : colBuffer(K * pTile);
   const g2 = g.nd <= 2 ? to2D(g, Cg) : undefined;
   const gN = ndGeom(g, Cg);
   for (let n = 0; n < N; n++) {
