@@ -18,6 +18,7 @@ import { loadModel, type LoadModelOptions } from './formats/detect.js';
 import { Session, type SessionOptions } from './runtime/session.js';
 import { Tensor } from './tensor/tensor.js';
 import { WorkerModel } from './worker.js';
+import { quantizeModel, type QuantizeOptions, type QuantReport } from './quant/quantize.js';
 import { getBackend, listBackends, resolveBackend, type BackendChoice } from './kernels/registry.js';
 
 export interface LoadOptions extends SessionOptions {
@@ -123,6 +124,21 @@ export class Q8Model {
     return { top1: n ? c1 / n : 0, top5: n ? c5 / n : 0, n, predictions: Int32Array.from(preds) };
   }
 
+  /**
+   * Quantize Conv/Gemm/MatMul weights to int8 with local windows (no calibration data needed).
+   * The result runs int8 kernels in q8 and saves as standard ONNX (int8 + DequantizeLinear).
+   * `lastReport` on the returned model holds the per-layer report.
+   */
+  async quantize(options: QuantizeOptions = {}): Promise<Q8Model> {
+    const { model, report } = quantizeModel(this.graph, options);
+    const q = new Q8Model(model, this.options);
+    q.lastReport = report;
+    return q;
+  }
+
+  /** The per-layer report of the quantize() call that made this model, if any. */
+  lastReport: QuantReport | undefined;
+
   /** Write the model as standard ONNX. */
   async save(file: string): Promise<void> {
     saveOnnxFile(this.graph, file);
@@ -213,4 +229,11 @@ export function backendInfo(): { selected: string; available: { name: string; de
   };
 }
 
+/** Quantize a loaded model (see Q8Model.quantize). */
+export async function quantize(model: Q8Model, options: QuantizeOptions = {}): Promise<Q8Model> {
+  return model.quantize(options);
+}
+
+export { formatReport } from './quant/quantize.js';
+export type { QuantizeOptions, QuantReport, LayerReport } from './quant/quantize.js';
 export { Tensor, getBackend, type BackendChoice };

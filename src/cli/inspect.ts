@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import type { Command } from 'commander';
 import { backendInfo } from '../api.js';
 import { DTYPES } from '../core/dtype.js';
-import type { Dim, ValueInfo } from '../graph/ir.js';
+import type { Dim, Graph, Node, ValueInfo } from '../graph/ir.js';
 import { loadModelFromFlags, modelOptions, type ModelFlags } from './common.js';
 import { bytes, table } from './format.js';
 
@@ -27,6 +27,7 @@ export function inspectCommand(program: Command): void {
         weightBytes += b;
         byType.set(t.dtype, (byType.get(t.dtype) ?? 0) + b);
       }
+      const quantized = quantizedLayers(g);
       const fileBytes = fs.existsSync(file) ? fs.statSync(file).size : 0;
       const io = (v: ValueInfo) => ({ name: v.name, dtype: v.dtype ?? null, shape: v.shape ?? null });
       const backend = backendInfo();
@@ -37,6 +38,7 @@ export function inspectCommand(program: Command): void {
         nodes: g.nodes.length, operators: Object.fromEntries([...opCounts].sort((a, b) => b[1] - a[1])),
         parameters: params, weight_bytes: weightBytes, weight_bytes_by_dtype: Object.fromEntries(byType), file_bytes: fileBytes,
         metadata: Object.fromEntries(model.graph.metadata),
+        quantized_layers: quantized,
         backend: backend.selected,
       };
       if (flags.json) { console.log(JSON.stringify(info)); return; }
@@ -53,5 +55,34 @@ export function inspectCommand(program: Command): void {
       console.log(`weights    ${bytes(weightBytes)} (${[...byType].map(([d, b]) => `${d} ${bytes(b)}`).join(', ') || 'none'})`);
       if (fileBytes) console.log(`file       ${bytes(fileBytes)}`);
       if (model.graph.metadata.size) console.log(`metadata   ${[...model.graph.metadata].map(([k, v]) => `${k}=${v}`).join(', ')}`);
+      if (quantized.length) {
+        const saved = quantized.reduce((a, q) => a + q.fp32Bytes - q.int8Bytes, 0);
+        console.log(`\nquantized layers (${quantized.length}, activation window ${model.graph.metadata.get('q8.activation_window') ?? 'row'}; ${bytes(saved)} saved vs fp32)`);
+        console.log(table(quantized.map((q) => [q.layer, q.opType, q.window, bytes(q.int8Bytes), bytes(q.fp32Bytes)]), ['layer', 'op', 'weight window', 'int8+scales', 'fp32']));
+      }
     });
+}
+
+interface QuantizedLayer { layer: string; opType: string; window: string; int8Bytes: number; fp32Bytes: number }
+
+/** Layers whose weight comes from an int8 DequantizeLinear (q8's saved form, or any QDQ model). */
+function quantizedLayers(g: Graph): QuantizedLayer[] {
+  const producer = new Map<string, Node>();
+  for (const n of g.nodes) for (const o of n.outputs) producer.set(o, n);
+  const out: QuantizedLayer[] = [];
+  for (const n of g.nodes) {
+    if (!['Conv', 'Gemm', 'MatMul', 'ConvTranspose'].includes(n.opType)) continue;
+    let p = producer.get(n.inputs[1] ?? '');
+    while (p && (p.opType === 'Reshape' || p.opType === 'Transpose')) p = producer.get(p.inputs[0]!);
+    if (!p || p.opType !== 'DequantizeLinear') continue;
+    const w = g.initializers.get(p.inputs[0]!);
+    const sc = g.initializers.get(p.inputs[1]!);
+    if (!w || (w.dtype !== 'int8' && w.dtype !== 'uint8')) continue;
+    const block = p.attrs['block_size'];
+    const axis = p.attrs['axis'];
+    const window = block && block.type === 'int' && block.value > 0 ? `block ${block.value}`
+      : sc && sc.size > 1 ? `per channel (axis ${axis && axis.type === 'int' ? axis.value : 1})` : 'per tensor';
+    out.push({ layer: n.name, opType: n.opType, window, int8Bytes: w.size + (sc ? sc.size * 4 : 0), fp32Bytes: w.size * 4 });
+  }
+  return out;
 }
