@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import '../../src/ops/index.js';
-import { runOp } from '../../src/runtime/invoke.js';
+import { makeContext, runOp } from '../../src/runtime/invoke.js';
+import { getOp } from '../../src/ops/index.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 
 function close(actual: ArrayLike<number>, expected: readonly number[], rtol = 1e-5, atol = 1e-5): void {
@@ -52,6 +53,21 @@ test('BatchNormalization training_mode (opset 14+) outputs running statistics', 
   close(y!.data as Float32Array, [0.21485684309536268, -1.0102828165885056, 0.5211417580163298, -0.39771298674657163, 0.8025473017345979, -0.52069383148648, 0.14092673512405904, 0.8970645255361036, 0.6065925887883608, -0.360439505919224, -4.228567884749563, 2.0571407308497385, 2.0525663326211654, -2.847992306114308, 2.0525663326211654, 0.21485684309536268, 0.14092673512405904, 0.6135128541315868, -0.4261766076849743, -0.04810771247895207, 1.0901086361421533, -2.778019742688186, 1.0901086361421533, 0.12307654143456837]);
   close(rm!.data as Float32Array, [0.515625, -0.190625, 0.978125]);
   close(rv!.data as Float32Array, [1.04990234375, 0.6249023437500001, 2.13193359375]);
+});
+
+test('BatchNormalization before opset 14: extra outputs requested mean training statistics', () => {
+  const node = { name: 'bn', opType: 'BatchNormalization', domain: '', inputs: ['x', 's', 'b', 'm', 'v'], outputs: ['y', 'rm', 'rv', 'sm', 'sv'], attrs: {} };
+  const outs = getOp('', 'BatchNormalization')!.run([X(), scale(), bias(), mean(), vari()], makeContext(node, 9));
+  assert.equal(outs.length, 5);
+  close(outs[1]!.data as Float32Array, [0.515625, -0.190625, 0.978125]);
+  close(outs[2]!.data as Float32Array, [1.04990234375, 0.6249023437500001, 2.13193359375]);
+  // saved mean/var are the batch statistics: running = 0.9 * input + 0.1 * batch
+  close(outs[3]!.data as Float32Array, [0.515625, -0.190625, 0.978125].map((r, i) => (r - 0.9 * [0.5, -0.25, 1][i]!) / 0.1));
+  close(outs[4]!.data as Float32Array, [1.04990234375, 0.6249023437500001, 2.13193359375].map((r, i) => (r - 0.9 * [1, 0.5, 2.25][i]!) / 0.1));
+  // opset 6 with is_test=1 stays in inference mode whatever is requested
+  const inf = getOp('', 'BatchNormalization')!.run([X(), scale(), bias(), mean(), vari()], makeContext({ ...node, attrs: { is_test: { type: 'int', value: 1 } } }, 6));
+  assert.equal(inf.length, 1);
+  close(inf[0]!.data as Float32Array, BN);
 });
 
 test('InstanceNormalization', () => {
