@@ -15,7 +15,7 @@ import { check } from '../core/errors.js';
 import { checkShape, normAxis, shapeStr, sizeOf, stridesOf, type Shape } from '../core/shape.js';
 import { setValue, type Tensor } from '../tensor/tensor.js';
 import type { KernelContext, OpSchema } from './registry.js';
-import { intList, need } from './shape-ops.js';
+import { intList, mapGatherFor, need } from './shape-ops.js';
 
 type Mode = 'nearest' | 'linear' | 'cubic';
 type NearestMode = 'round_prefer_floor' | 'round_prefer_ceil' | 'floor' | 'ceil' | 'simple';
@@ -150,17 +150,7 @@ function resizeNearest(x: Tensor, p: ResizeParams, out: Tensor): void {
   setValue(ext, x.dtype, 0, x.dtype === 'int64' || x.dtype === 'uint64' ? BigInt(Math.trunc(p.extrapolation)) : p.extrapolation);
   const extV = (ext as unknown[])[0];
   if (r === 0) { O[0] = X[0]; return; }
-  const idx = new Array<number>(r).fill(0);
-  const inner = p.outShape[r - 1]!, last = maps[r - 1]!;
-  for (let o = 0; o < total; o += inner) {
-    let base = 0;
-    for (let a = 0; a < r - 1; a++) base += maps[a]![idx[a]!]!;
-    for (let i = 0; i < inner; i++) {
-      const off = base + last[i]!;
-      O[o + i] = off >= 0 ? X[off] : extV;
-    }
-    for (let a = r - 2; a >= 0; a--) { if (++idx[a]! < p.outShape[a]!) break; idx[a] = 0; }
-  }
+  mapGatherFor(x.data)(out.data, x.data, maps, p.outShape, 0, extV);
 }
 
 /**
