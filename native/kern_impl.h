@@ -224,6 +224,8 @@ struct Tap {
   M mask[kMaxSeg];
   int off[kMaxSeg];
   int nseg;  // -1: gather
+  bool full;  // one run covering every lane: a plain load
+  bool safe[kMaxSeg];  // the whole vector span lies inside the input plane: plain load + select
 };
 
 struct PixMap {
@@ -232,10 +234,13 @@ struct PixMap {
   int32_t* idx;    // [khw][kPP] gather offsets
   const Tap& tap(int t, int v) const { return taps[t * NVC + v]; }
   F load(const float* xc, const Tap& e, int t, int v) const {
-    if (e.nseg == 1) return V::floadm(xc + e.off[0], e.mask[0]);
-    if (e.nseg > 1) {
-      F r = V::floadm(xc + e.off[0], e.mask[0]);
-      for (int s = 1; s < e.nseg; s++) r = V::floadm_merge(r, xc + e.off[s], e.mask[s]);
+    // Masked (fault-suppressing) loads are slow on Zen: use them only where the span could
+    // leave the plane; elsewhere a plain load and a lane select.
+    if (e.full) return V::fload(xc + e.off[0]);
+    if (e.nseg >= 1) {
+      F r = e.safe[0] ? V::fsel(e.mask[0], V::fload(xc + e.off[0])) : V::floadm(xc + e.off[0], e.mask[0]);
+      for (int s = 1; s < e.nseg; s++)
+        r = e.safe[s] ? V::fmerge(r, e.mask[s], V::fload(xc + e.off[s])) : V::floadm_merge(r, xc + e.off[s], e.mask[s]);
       return r;
     }
     if (e.nseg == 0) return V::fzero();
@@ -274,6 +279,7 @@ static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
         if (fast) {
           // Stride 1: each run is one contiguous masked load (lanes outside the image masked off).
           e.nseg = 0;
+          e.full = false;
           for (int r = 0; r < nrun[v]; r++) {
             const Run& u = runs[v][r];
             int iy = u.oy * G.sh - G.pt + ky * G.dh;
@@ -283,7 +289,9 @@ static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
             if (la >= lb) continue;
             unsigned bits = (lb - la >= 32 ? ~0u : ((1u << (lb - la)) - 1)) << la;
             e.off[e.nseg] = iy * G.W + ix0 - u.l0;
+            e.safe[e.nseg] = e.off[e.nseg] >= 0 && e.off[e.nseg] + L <= G.H * G.W;
             e.mask[e.nseg++] = V::bits(bits);
+            if (la == 0 && lb == L) e.full = true;
           }
           continue;
         }
@@ -301,6 +309,7 @@ static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
           if (ok) all |= 1u << l;
         }
         e.nseg = -1;
+        e.full = false;
         e.mask[0] = V::bits(all);
       }
   return mp;
@@ -360,25 +369,28 @@ static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float*
     V::fstore(sa + v * L, am);
   }
   for (int l = 0; l < kPP; l++) sa[l] /= 127.f;
-  for (int t = 0; t < khw; t++) {
-    for (int v = 0; v < NVC; v++) {
-      const Tap& e = mp.tap(t, v);
-      const F iv = inv[v];
-      uint8_t* dst = panel + (size_t)t * C4 * kPP * 4 + v * L * 4;
-      int c4 = 0;
-      const float* xc = x;
-      for (; (c4 + 1) * 4 <= Cg; c4++, xc += 4 * (size_t)HW) {
-        I q0 = V::cvtr(V::mul(mp.load(xc, e, t, v), iv));
-        I q1 = V::cvtr(V::mul(mp.load(xc + HW, e, t, v), iv));
-        I q2 = V::cvtr(V::mul(mp.load(xc + 2 * (size_t)HW, e, t, v), iv));
-        I q3 = V::cvtr(V::mul(mp.load(xc + 3 * (size_t)HW, e, t, v), iv));
-        V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q0, q1, q2, q3));
-      }
-      if (c4 < C4) {
-        I q[4];
-        for (int u = 0; u < 4; u++)
-          q[u] = c4 * 4 + u < Cg ? V::cvtr(V::mul(mp.load(xc + (size_t)u * HW, e, t, v), iv)) : V::izero();
-        V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q[0], q[1], q[2], q[3]));
+  // Channel groups outermost: the 4 input planes' rows under this panel stay in L1 for all taps.
+  for (int c4 = 0; c4 < C4; c4++) {
+    const float* xc = x + (size_t)c4 * 4 * HW;
+    const int nc = std::min(4, Cg - c4 * 4);
+    for (int t = 0; t < khw; t++) {
+      uint8_t* dst = panel + ((size_t)t * C4 + c4) * kPP * 4;
+      for (int v = 0; v < NVC; v++) {
+        const Tap& e = mp.tap(t, v);
+        const F iv = inv[v];
+        I q0, q1, q2, q3;
+        if (nc == 4) {
+          q0 = V::cvtr(V::mul(mp.load(xc, e, t, v), iv));
+          q1 = V::cvtr(V::mul(mp.load(xc + HW, e, t, v), iv));
+          q2 = V::cvtr(V::mul(mp.load(xc + 2 * (size_t)HW, e, t, v), iv));
+          q3 = V::cvtr(V::mul(mp.load(xc + 3 * (size_t)HW, e, t, v), iv));
+        } else {
+          q0 = V::cvtr(V::mul(mp.load(xc, e, t, v), iv));
+          q1 = nc > 1 ? V::cvtr(V::mul(mp.load(xc + HW, e, t, v), iv)) : V::izero();
+          q2 = nc > 2 ? V::cvtr(V::mul(mp.load(xc + 2 * (size_t)HW, e, t, v), iv)) : V::izero();
+          q3 = V::izero();
+        }
+        V::istore(dst + v * L * 4, V::pack4(q0, q1, q2, q3));
       }
     }
   }

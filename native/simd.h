@@ -20,6 +20,8 @@ struct V {
   static F fload(const float* p) { return _mm512_loadu_ps(p); }
   static F floadm(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
   static F floadm_merge(F src, const float* p, M m) { return _mm512_mask_loadu_ps(src, m, p); }
+  static F fsel(M m, F v) { return _mm512_maskz_mov_ps(m, v); }
+  static F fmerge(F src, M m, F v) { return _mm512_mask_mov_ps(src, m, v); }
   static void fstore(float* p, F v) { _mm512_storeu_ps(p, v); }
   static void fstorem(float* p, F v, M m) { _mm512_mask_storeu_ps(p, m, v); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
@@ -74,6 +76,8 @@ struct V {
   static F fload(const float* p) { return _mm256_loadu_ps(p); }
   static F floadm(const float* p, M m) { return _mm256_maskload_ps(p, m); }
   static F floadm_merge(F src, const float* p, M m) { return _mm256_blendv_ps(src, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m)); }
+  static F fsel(M m, F v) { return _mm256_and_ps(_mm256_castsi256_ps(m), v); }
+  static F fmerge(F src, M m, F v) { return _mm256_blendv_ps(src, v, _mm256_castsi256_ps(m)); }
   static void fstore(float* p, F v) { _mm256_storeu_ps(p, v); }
   static void fstorem(float* p, F v, M m) { _mm256_maskstore_ps(p, m, v); }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
