@@ -62,13 +62,13 @@ interface UnarySpec {
   outBool?: boolean;
 }
 
-function makeMap(): (x: Arr, y: Arr, n: number, f: (v: any) => any) => void {
-  return (x, y, n, f) => { for (let i = 0; i < n; i++) y[i] = f(x[i]); };
+/** Generic path: one call per element (hot float ops take fastUnary instead). */
+function mapLoop(x: Arr, y: Arr, n: number, f: (v: any) => any): void {
+  for (let i = 0; i < n; i++) y[i] = f(x[i]);
 }
 
-/** Apply a per-element function; each op gets its own loop so the call site stays monomorphic. */
+/** A unary op; `fast` (attribute parameters) routes float inputs through fastUnary's literal loops. */
 function unaryOp(opType: string, specOf: (ctx: KernelContext) => UnarySpec, fast?: (ctx: KernelContext) => [number, number]): OpSchema {
-  const map = makeMap();
   return {
     opType,
     run(inputs, ctx) {
@@ -83,7 +83,7 @@ function unaryOp(opType: string, specOf: (ctx: KernelContext) => UnarySpec, fast
       const f = k === 'float' ? spec.f : k === 'int' ? spec.i : k === 'big' ? spec.b : k === 'bool' ? spec.bool : undefined;
       if (!f) throw new Q8Error(`input dtype ${x.dtype} is not supported by ${opType}`);
       const y = ctx.alloc(spec.outBool ? 'bool' : x.dtype, x.shape);
-      map(x.data, y.data, x.size, f);
+      mapLoop(x.data, y.data, x.size, f);
       return [y];
     },
   };
@@ -227,7 +227,6 @@ const unaryOps: OpSchema[] = [
 
 // ---- Clip: min/max attributes before opset 11, optional scalar inputs after ----
 const FLT_MAX = 3.4028234663852886e38;
-const clipMap = makeMap();
 const clipOp: OpSchema = {
   opType: 'Clip',
   run(inputs, ctx) {
@@ -255,14 +254,12 @@ const clipOp: OpSchema = {
       fastUnary('Clip', x.data, y.data, x.size, (lo ?? -Infinity) as number, (hi ?? Infinity) as number);
       return [y];
     }
-    {
-      const l = lo as bigint | undefined, h = hi as bigint | undefined;
-      clipMap(x.data, y.data, x.size, (v: bigint) => {
-        if (l !== undefined && v < l) v = l;
-        if (h !== undefined && v > h) v = h;
-        return v;
-      });
-    }
+    const l = lo as bigint | undefined, h = hi as bigint | undefined;
+    mapLoop(x.data, y.data, x.size, (v: bigint) => {
+      if (l !== undefined && v < l) v = l;
+      if (h !== undefined && v > h) v = h;
+      return v;
+    });
     return [y];
   },
 };
@@ -282,8 +279,8 @@ const preluOp: OpSchema = {
     if (!broadcastsTo(sShape, x.shape)) throw new Q8Error(`slope ${shapeStr(s.shape)} does not broadcast to X ${shapeStr(x.shape)}`);
     const p = broadcastPlan([x.shape, sShape], x.shape);
     const y = ctx.alloc(x.dtype, x.shape);
-    const f = k === 'big' ? (a: bigint, b: bigint) => (a < 0n ? a * b : a) : (a: number, b: number) => (a < 0 ? a * b : a);
-    binaryLoop(p, x.data, s.data, y.data, f);
+    if (k === 'big') binaryLoop(p, x.data, s.data, y.data, (a: bigint, b: bigint) => (a < 0n ? a * b : a));
+    else fastBinary('PRelu', p, x.data, s.data, y.data);
     return [y];
   },
 };
@@ -326,6 +323,12 @@ function fastBinary(op: string, p: BroadcastPlan, a: Arr, b: Arr, y: Arr): boole
     case 'Mean':
       for (let o = 0, k = 0; o < outer; o++) { let ia = oa[o]!, ib = ob[o]!; for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) y[k] = (a[ia] + b[ib]) / 2; }
       return true;
+    case 'PRelu':
+      for (let o = 0, k = 0; o < outer; o++) {
+        let ia = oa[o]!, ib = ob[o]!;
+        for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) { const u = a[ia]; y[k] = u < 0 ? u * b[ib] : u; }
+      }
+      return true;
     case 'Max':
       for (let o = 0, k = 0; o < outer; o++) {
         let ia = oa[o]!, ib = ob[o]!;
@@ -340,19 +343,6 @@ function fastBinary(op: string, p: BroadcastPlan, a: Arr, b: Arr, y: Arr): boole
       return true;
     default: return false;
   }
-}
-
-/** One loop body per op (copy of binaryLoop) so V8 can inline each op's element function. */
-function makeBinaryLoop(): typeof binaryLoop {
-  return (p, a, b, y, f) => {
-    const oa = p.offs[0]!, ob = p.offs[1]!;
-    const sa = p.steps[0]!, sb = p.steps[1]!;
-    const inner = p.inner;
-    for (let o = 0, k = 0; o < p.outer; o++) {
-      let ia = oa[o]!, ib = ob[o]!;
-      for (let j = 0; j < inner; j++, k++, ia += sa, ib += sb) y[k] = f(a[ia], b[ib]);
-    }
-  };
 }
 
 /** B's effective shape: legacy `broadcast`/`axis` attributes before opset 7, numpy broadcasting after. */
@@ -375,7 +365,6 @@ interface BinarySpec {
 }
 
 function binaryOp(opType: string, spec: BinarySpec): OpSchema {
-  const loop = makeBinaryLoop();
   return {
     opType,
     run(inputs, ctx) {
@@ -388,7 +377,7 @@ function binaryOp(opType: string, spec: BinarySpec): OpSchema {
       const y = ctx.alloc(spec.outBool ? 'bool' : a.dtype, p.shape);
       if ((k === 'float' || (k === 'int' && !(opType === 'Mul' && isInt32(a.dtype)))) && fastBinary(opType, p, a.data, b.data, y.data)) return [y];
       const f = k === 'big' ? spec.big!(a.dtype, ctx) : k === 'string' ? spec.str! : spec.num!(a.dtype, ctx);
-      loop(p, a.data, b.data, y.data, f);
+      binaryLoop(p, a.data, b.data, y.data, f);
       return [y];
     },
   };
@@ -462,7 +451,6 @@ function powBig(a: bigint, e: bigint): bigint {
   return r;
 }
 
-const powLoop = makeBinaryLoop();
 const powOp: OpSchema = {
   opType: 'Pow',
   run(inputs, ctx) {
@@ -486,7 +474,7 @@ const powOp: OpSchema = {
         return r;
       };
     } else f = (x: number, e: number) => x ** e;
-    powLoop(p, a.data, b.data, y.data, f);
+    binaryLoop(p, a.data, b.data, y.data, f);
     return [y];
   },
 };
