@@ -9,7 +9,7 @@ import { Q8Error, check } from '../core/errors.js';
 import { checkShape, normAxis, shapeStr, sizeOf, stridesOf, type Shape } from '../core/shape.js';
 import { Tensor, setValue } from '../tensor/tensor.js';
 import type { KernelContext, OpSchema } from './registry.js';
-import { dtypeAttr, intList, isIntType, need, scalarOf } from './shape-ops.js';
+import { dtypeAttr, intList, isIntType, need, perElementType, scalarOf } from './shape-ops.js';
 
 function alloc(ctx: KernelContext, dtype: DType, shape: Shape): Tensor {
   checkShape(shape, 'output shape');
@@ -17,7 +17,7 @@ function alloc(ctx: KernelContext, dtype: DType, shape: Shape): Tensor {
 }
 
 /** Indices as numbers, each checked against [-dim, dim) and made non-negative. */
-function indexList(t: Tensor, dim: number, what: string): Int32Array | Float64Array {
+function indexList(t: Tensor, dim: number, what: string): Float64Array {
   check(t.dtype === 'int32' || t.dtype === 'int64', () => `${what} must be int32 or int64, got ${t.dtype}`);
   const out = new Float64Array(t.size);
   for (let i = 0; i < out.length; i++) {
@@ -56,14 +56,31 @@ const Gather: OpSchema = {
     const out = alloc(ctx, x.dtype, outShape);
     const outer = sizeOf(x.shape.slice(0, axis)), inner = sizeOf(x.shape.slice(axis + 1));
     const n = idx.length;
-    let d = 0;
-    for (let o = 0; o < outer; o++) {
-      const base = o * dim * inner;
-      for (let j = 0; j < n; j++, d += inner) copyRun(out.data, d, x.data, base + idx[j]! * inner, inner);
-    }
+    if (inner >= 16 && !Array.isArray(x.data)) {
+      let d = 0;
+      for (let o = 0; o < outer; o++) {
+        const base = o * dim * inner;
+        for (let j = 0; j < n; j++, d += inner) copyRun(out.data, d, x.data, base + idx[j]! * inner, inner);
+      }
+    } else gatherRowsFor(x.data)(out.data, x.data, idx, outer, dim, inner);
     return [out];
   },
 };
+
+/** Gather's element loop for short rows; self-contained so perElementType can specialise it. */
+function gatherRows(dst: Float64Array, src: Float64Array, idx: Float64Array, outer: number, dim: number, inner: number): void {
+  const n = idx.length;
+  let d = 0;
+  for (let o = 0; o < outer; o++) {
+    const base = o * dim * inner;
+    for (let j = 0; j < n; j++) {
+      const s = base + idx[j]! * inner;
+      for (let i = 0; i < inner; i++) dst[d++] = src[s + i]!;
+    }
+  }
+}
+const gatherRowsFor = perElementType(gatherRows as (...a: never[]) => void) as unknown as
+  (data: TensorData) => (dst: TensorData, src: TensorData, idx: Float64Array, outer: number, dim: number, inner: number) => void;
 
 /** Visit every index of `shape` with its offset under `strides` and its flat position. */
 function forEachOffset(shape: Shape, strides: readonly number[], fn: (flat: number, off: number, idx: number[]) => void): void {

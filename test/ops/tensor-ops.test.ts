@@ -182,3 +182,14 @@ test('float16 data moves as bits; Pad fills with the given float16 value', () =>
   assert.deepEqual(one('Pad', [h], { pads: [1, 0, 0, 0], value: 0.75 }, 2).toNumbers(), [0.75, 0.75, -1.5, 2, -3, 0.5]);
   assert.deepEqual(one('Transpose', [h]).toNumbers(), [-1.5, -3, 2, 0.5]);
 });
+
+test('data movement keeps every storage type exact: string, bool, int8, uint64, float64', () => {
+  const s = Tensor.from('string', [2, 2], ['a', 'b', 'c', 'd']);
+  assert.deepEqual(one('Transpose', [s]).data, ['a', 'c', 'b', 'd']);
+  assert.deepEqual(one('Concat', [s, s], { axis: 1 }).data, ['a', 'b', 'a', 'b', 'c', 'd', 'c', 'd']);
+  assert.deepEqual(one('Pad', [s, i64([0, 1, 0, 0])], { mode: 'edge' }).data, ['a', 'a', 'b', 'c', 'c', 'd']);
+  same(one('Tile', [Tensor.from('bool', [2], [1, 0]), i64([2])]), [4], [1, 0, 1, 0]);
+  same(one('Slice', [Tensor.from('int8', [5], [-128, -1, 0, 1, 127]), i64([-1]), i64([-6]), i64([0]), i64([-2])]), [3], [127, 0, -128]);
+  same(one('Expand', [Tensor.from('uint64', [1], [18446744073709551615n]), i64([2])]), [2], [18446744073709551615n, 18446744073709551615n]);
+  same(one('Gather', [Tensor.from('float64', [3], [0.1, 0.2, 0.3]), i64([2, 0])]), [2], [0.3, 0.1]);
+});
