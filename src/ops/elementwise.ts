@@ -485,7 +485,7 @@ function variadicOp(opType: 'Max' | 'Min' | 'Sum' | 'Mean'): OpSchema {
     opType,
     run(inputs, ctx) {
       if (inputs.length < 1) throw new Q8Error('expects at least one input');
-      const xs = inputs.map((t, i) => req(inputs, i, `input ${i}`));
+      const xs = inputs.map((_, i) => req(inputs, i, `input ${i}`));
       const x0 = xs[0]!;
       checkKind(x0, opType === 'Mean' ? ['float'] : NUM, 'input 0');
       for (const t of xs) sameDtype(x0, t, opType);
