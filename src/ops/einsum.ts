@@ -91,6 +91,8 @@ const Einsum: OpSchema = {
     const nOut = sizeOf(outShape);
     const inner = sizeOf(dims.slice(out.length));
     if (nOut === 0) return [result];
+    // A plain loop nest: refuse index spaces that would run for hours rather than hang.
+    check(nOut * inner <= 1e10, () => `Einsum '${eq}' would visit ${nOut * inner} index combinations (limit 1e10)`);
     const big = DTYPES[dtype].big;
     const datas = xs.map((x) => x.data as unknown as ArrayLike<number>);
     const nIn = xs.length;
