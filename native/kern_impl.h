@@ -45,10 +45,18 @@ static void quant_rows(const float* A, int K, int rows, int ablock, uint8_t* q, 
     uint8_t* qr = q + (size_t)r * lda;
     for (int w = 0, k0 = 0; k0 < K; w++, k0 += B) {
       int k1 = std::min(K, k0 + B);
-      F am = V::fzero();
+      // four independent max chains: one chain would be bound by vmaxps latency
+      F am = V::fzero(), am1 = V::fzero(), am2 = V::fzero(), am3 = V::fzero();
       int k = k0;
+      for (; k + 4 * L <= k1; k += 4 * L) {
+        am = V::max(am, V::abs(V::fload(x + k)));
+        am1 = V::max(am1, V::abs(V::fload(x + k + L)));
+        am2 = V::max(am2, V::abs(V::fload(x + k + 2 * L)));
+        am3 = V::max(am3, V::abs(V::fload(x + k + 3 * L)));
+      }
+      am = V::max(V::max(am, am1), V::max(am2, am3));
       for (; k + L <= k1; k += L) am = V::max(am, V::abs(V::fload(x + k)));
-      if (k < k1) am = V::max(am, V::abs(V::floadm(x + k, V::first(k1 - k))));
+      if (k < k1) am = V::max(am, V::abs(V::fsel(V::first(k1 - k), V::floadm(x + k, V::first(k1 - k)))));
       float amax = V::hmax(am);
       float inv = amax != 0.f ? 127.f / amax : 0.f;
       sa[r * nab + w] = amax / 127.f;
@@ -60,17 +68,60 @@ static void quant_rows(const float* A, int K, int rows, int ablock, uint8_t* q, 
   }
 }
 
+// One combined block (whole-row windows): int32 accumulators straight into the store, so the 24
+// accumulators are the only long-lived registers.
+template <int MR>
+__attribute__((noinline)) static void q8_gemm_tile1(const PackQ8Gemm& P, int pn, const uint8_t* A, int lda, const float* sa, int nab,
+                          const Epi& e, float* out, int ldo, int ncols) {
+  const int8_t* w = P.w.data() + (size_t)pn * P.K4 * kNR * 4;
+  const int32_t* init = (V::kU8 ? P.init : P.zinit).data() + (size_t)pn * kNR;
+  const float* ws = P.wscale.data() + (size_t)pn * kNR;
+  I acc[MR][NVG];
+  for (int j = 0; j < NVG; j++) {
+    I iv = V::iload(init + j * L);
+    for (int i = 0; i < MR; i++) acc[i][j] = iv;
+  }
+  const uint8_t* a = A;
+  for (int k4 = 0; k4 < P.K4; k4++, w += kNR * 4, a += 4) {
+    I wv[NVG];
+    for (int j = 0; j < NVG; j++) wv[j] = V::iload(w + j * L * 4);
+    for (int i = 0; i < MR; i++) {
+      I av = V::ibcast(a + (size_t)i * lda);
+      for (int j = 0; j < NVG; j++) acc[i][j] = V::dot(acc[i][j], av, wv[j]);
+    }
+  }
+  // Park the sums in L1 before the store: with the epilogue's values live across the loop, clang
+  // otherwise spills the accumulators inside it.
+  alignas(64) int32_t sums[MR][kNR];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NVG; j++) V::istore(&sums[i][j * L], acc[i][j]);
+  for (int j = 0; j < NVG; j++) {
+    int n = ncols - j * L;
+    if (n <= 0) break;
+    M m = V::first(n);
+    F b = e.bias ? V::floadm(e.bias + j * L, m) : V::fzero();
+    F s = V::fload(ws + j * L);
+    for (int i = 0; i < MR; i++) {
+      F v = clampv(V::add(V::mul(V::cvt(V::iload(&sums[i][j * L])), V::mul(s, V::fset(sa[i * nab]))), b), e);
+      if (n >= L) V::fstore(out + (size_t)i * ldo + j * L, v);
+      else V::fstorem(out + (size_t)i * ldo + j * L, v, m);
+    }
+  }
+}
+
 template <int MR>
 static void q8_gemm_tile(const PackQ8Gemm& P, int pn, const uint8_t* A, int lda, const float* sa, int nab,
                          const Epi& e, float* out, int ldo, int ncols) {
+  if (P.ncb == 1) return q8_gemm_tile1<MR>(P, pn, A, lda, sa, nab, e, out, ldo, ncols);
   const int8_t* wp = P.w.data() + (size_t)pn * P.K4 * kNR * 4;
   const int32_t* init = (V::kU8 ? P.init : P.zinit).data() + (size_t)pn * P.ncb * kNR;
   const float* ws = P.wscale.data() + (size_t)pn * P.nwb * kNR;
   const int cb4 = (P.cblock + 3) / 4;
-  I acc[MR][NVG];
-  F f[MR][NVG];
+  // Several blocks: the float sums live in memory (L1) between blocks.
+  alignas(64) float f[MR][kNR];
   for (int cb = 0; cb < P.ncb; cb++) {
     int k40 = cb * cb4, k41 = std::min(P.K4, k40 + cb4);
+    I acc[MR][NVG];
     for (int j = 0; j < NVG; j++) {
       I iv = V::iload(init + cb * kNR + j * L);
       for (int i = 0; i < MR; i++) acc[i][j] = iv;
@@ -90,7 +141,7 @@ static void q8_gemm_tile(const PackQ8Gemm& P, int pn, const uint8_t* A, int lda,
       F s = V::fload(ws + wb * kNR + j * L);
       for (int i = 0; i < MR; i++) {
         F v = V::mul(V::cvt(acc[i][j]), V::mul(s, V::fset(sa[i * nab + ab])));
-        f[i][j] = cb == 0 ? v : V::add(f[i][j], v);
+        V::fstore(&f[i][j * L], cb == 0 ? v : V::add(V::fload(&f[i][j * L]), v));
       }
     }
   }
@@ -100,7 +151,7 @@ static void q8_gemm_tile(const PackQ8Gemm& P, int pn, const uint8_t* A, int lda,
     M m = V::first(n);
     F b = e.bias ? V::floadm(e.bias + j * L, m) : V::fzero();
     for (int i = 0; i < MR; i++) {
-      F v = clampv(V::add(f[i][j], b), e);
+      F v = clampv(V::add(V::fload(&f[i][j * L]), b), e);
       if (n >= L) V::fstore(out + (size_t)i * ldo + j * L, v);
       else V::fstorem(out + (size_t)i * ldo + j * L, v, m);
     }
@@ -156,7 +207,7 @@ static void gemm_q8(const PackQ8Gemm& P, const float* A, int M, const Epi& e, fl
 
 // ---------------------------------------------------------------- GEMM, fp32
 template <int MR>
-static void f32_gemm_tile(const PackF32Gemm& P, int pn, const float* A, const Epi& e, float* out, int ldo, int ncols) {
+__attribute__((noinline)) static void f32_gemm_tile(const PackF32Gemm& P, int pn, const float* A, const Epi& e, float* out, int ldo, int ncols) {
   const float* w = P.w.data() + (size_t)pn * P.K * kNR;
   const int K = P.K;
   F acc[MR][NVG];
@@ -170,13 +221,16 @@ static void f32_gemm_tile(const PackF32Gemm& P, int pn, const float* A, const Ep
       for (int j = 0; j < NVG; j++) acc[i][j] = V::fma(av, wv[j], acc[i][j]);
     }
   }
+  alignas(64) float sums[MR][kNR];  // see q8_gemm_tile1: keeps the accumulators out of the stack
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NVG; j++) V::fstore(&sums[i][j * L], acc[i][j]);
   for (int j = 0; j < NVG; j++) {
     int n = ncols - j * L;
     if (n <= 0) break;
     M m = V::first(n);
     F b = e.bias ? V::floadm(e.bias + j * L, m) : V::fzero();
     for (int i = 0; i < MR; i++) {
-      F v = clampv(V::add(acc[i][j], b), e);
+      F v = clampv(V::add(V::fload(&sums[i][j * L]), b), e);
       if (n >= L) V::fstore(out + (size_t)i * ldo + j * L, v);
       else V::fstorem(out + (size_t)i * ldo + j * L, v, m);
     }
@@ -397,7 +451,7 @@ static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float*
 }
 
 template <int MI, int NV>
-static void q8_conv_tile(const PackQ8Conv& P, const int8_t* wblk, const int32_t* init, const float* ws,
+__attribute__((noinline)) static void q8_conv_tile(const PackQ8Conv& P, const int8_t* wblk, const int32_t* init, const float* ws,
                          int ci0, int v0, const uint8_t* panel, const float* sa, const float* bias,
                          const Epi& e, float* out, size_t ldo, int nch, int npix) {
   const int cb4 = (P.cblock + 3) / 4;
@@ -555,7 +609,7 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
 constexpr int KC = 256;  // K chunk: the im2col panel chunk (KC x kPP floats) stays in L1
 
 template <int MI, int NV>
-static void f32_conv_tile(const float* w /*[k][kCB] from chunk start*/, int kc, int ci0, int v0, const float* panel,
+__attribute__((noinline)) static void f32_conv_tile(const float* w /*[k][kCB] from chunk start*/, int kc, int ci0, int v0, const float* panel,
                           bool first, bool last, const float* bias, const Epi& e, float* out, size_t ldo, int nch, int npix) {
   F acc[MI][NV];
   for (int i = 0; i < MI; i++)
@@ -577,12 +631,15 @@ static void f32_conv_tile(const float* w /*[k][kCB] from chunk start*/, int kc, 
       for (int j = 0; j < NV; j++) acc[i][j] = V::fma(wv, av[j], acc[i][j]);
     }
   }
+  alignas(64) float sums[MI][NV * L];
+  for (int i = 0; i < MI; i++)
+    for (int j = 0; j < NV; j++) V::fstore(&sums[i][j * L], acc[i][j]);
   for (int i = 0; i < MI && ci0 + i < nch; i++) {
     F b = V::fset(bias ? bias[ci0 + i] : 0.f);
     for (int j = 0; j < NV; j++) {
       int n = npix - (v0 + j) * L;
       if (n <= 0) break;
-      F v = acc[i][j];
+      F v = V::fload(&sums[i][j * L]);
       if (last) v = clampv(V::add(v, b), e);
       float* o = out + (size_t)(ci0 + i) * ldo + (v0 + j) * L;
       if (n >= L) V::fstore(o, v);
