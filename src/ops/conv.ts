@@ -300,8 +300,12 @@ function runConvTranspose(inputs: readonly (Tensor | undefined)[], ctx: KernelCo
   const padsEnd = new Array<number>(nd).fill(0);
   const outDims = new Array<number>(nd).fill(0);
   const full = (d: number) => strides[d] * (inDims[d] - 1) + outPad[d] + (kDims[d] - 1) * dilations[d] + 1;
-  if (explicitPads && autoPad === 'NOTSET' || !(outShape || autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER')) {
-    const pads = autoPad === 'NOTSET' && explicitPads ? explicitPads : new Array<number>(2 * nd).fill(0);
+  // Explicit pads win (as in ONNX's reference, even next to output_shape); otherwise output_shape or
+  // SAME_* fix the output size and the pads follow from it.
+  const usePads = explicitPads !== undefined && autoPad === 'NOTSET';
+  const derivePads = !usePads && (outShape !== undefined || autoPad === 'SAME_UPPER' || autoPad === 'SAME_LOWER');
+  if (!derivePads) {
+    const pads = usePads ? explicitPads : new Array<number>(2 * nd).fill(0);
     check(pads.length === 2 * nd, () => `attribute 'pads' should have ${2 * nd} values, got [${pads.join(',')}]`);
     for (let d = 0; d < nd; d++) {
       padsBegin[d] = pads[d];
