@@ -12,6 +12,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 
 function nodeGyp() {
+  // Under `npm install`, npm tells scripts where its bundled node-gyp is.
+  if (process.env.npm_config_node_gyp && existsSync(process.env.npm_config_node_gyp)) return process.env.npm_config_node_gyp;
   const require = createRequire(import.meta.url);
   for (const id of ['node-gyp/bin/node-gyp.js']) {
     try { return require.resolve(id); } catch { /* try next */ }
