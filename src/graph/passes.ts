@@ -8,6 +8,7 @@ import { getOp } from '../ops/registry.js';
 import { invokeKernel, makeContext } from '../runtime/invoke.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Graph, Model, Node } from './ir.js';
+import { nodeReads } from './subgraphs.js';
 
 export interface GraphPass {
   readonly name: string;
@@ -55,7 +56,7 @@ export function sortTopologically(model: Model): void {
   const pending = new Int32Array(g.nodes.length);
   const users: number[][] = g.nodes.map(() => []);
   g.nodes.forEach((n, k) => {
-    for (const i of new Set(n.inputs)) {
+    for (const i of new Set(nodeReads(n))) {
       if (available.has(i)) continue;
       const p = producer.get(i);
       if (p === undefined) throw new Q8Error(`input '${i}' is not produced by any node, graph input or initializer`, ctx(n));
@@ -88,7 +89,7 @@ export function removeDeadNodes(model: Model): void {
     const n = g.nodes[i]!;
     if (n.outputs.some((o) => needed.has(o))) {
       keep.push(n);
-      for (const x of n.inputs) if (x) needed.add(x);
+      for (const x of nodeReads(n)) if (x) needed.add(x);
     }
   }
   g.nodes = keep.reverse();
@@ -104,7 +105,8 @@ export function foldConstants(model: Model, maxElements = 1 << 24): void {
   const keep: Node[] = [];
   for (const n of g.nodes) {
     const schema = getOp(n.domain, n.opType);
-    if (!schema || !n.inputs.every(isConst) || n.outputs.some((o) => outputs.has(o) && !o)) {
+    const hasSubgraph = Object.values(n.attrs).some((a) => a.type === 'graph' || a.type === 'graphs');
+    if (!schema || hasSubgraph || !n.inputs.every(isConst) || n.outputs.some((o) => outputs.has(o) && !o)) {
       keep.push(n);
       continue;
     }

@@ -10,7 +10,8 @@ import { ops as tensorOps } from './tensor-ops.js';
 import { ops as nn } from './nn.js';
 import { ops as rnn } from './rnn.js';
 import { ops as quantLinear } from './quantize-linear.js';
+import { ops as controlFlow } from './control-flow.js';
 
-registerOps([...elementwise, ...reduce, ...normalization, ...tensorOps, ...nn, ...rnn, ...quantLinear]);
+registerOps([...elementwise, ...reduce, ...normalization, ...tensorOps, ...nn, ...rnn, ...quantLinear, ...controlFlow]);
 
 export { getOp, listOps } from './registry.js';

@@ -15,6 +15,7 @@ import '../ops/index.js';
 import { getOp, type Kernel, type OpSchema } from '../ops/registry.js';
 import { Tensor } from '../tensor/tensor.js';
 import { invokeKernel, makeContext } from './invoke.js';
+import { branchModel, outerReferences } from './control-flow.js';
 import { BufferPool } from './pool.js';
 
 export interface SessionOptions {
@@ -28,6 +29,8 @@ export interface SessionOptions {
 
 interface Step {
   node: Node;
+  /** For If: the compiled branches and the outer-scope slots they read (appended to inputs). */
+  branches?: { then: Session; else: Session; refs: string[] };
   schema: OpSchema;
   run: Kernel;
   fast: boolean;
@@ -78,6 +81,20 @@ export class Session {
       const consts = node.inputs.map((i) => (i && !fed.has(i) ? g.initializers.get(i) : undefined));
       let run: Kernel = schema.run;
       let fast = false;
+      if (node.opType === 'If' && node.domain === '') {
+        const thenG = node.attrs['then_branch'];
+        const elseG = node.attrs['else_branch'];
+        if (thenG?.type !== 'graph' || elseG?.type !== 'graph') throw new Q8Error('If needs then_branch and else_branch graphs', { file: this.source, node: node.name, opType: 'If' });
+        const refs = [...new Set([...outerReferences(thenG.value), ...outerReferences(elseG.value)])];
+        const sub = (g: typeof thenG.value) => new Session(branchModel(model, g, refs), { ...opts, backend: this.backend });
+        return {
+          node, schema, run, fast, opset,
+          branches: { then: sub(thenG.value), else: sub(elseG.value), refs },
+          inputs: [...node.inputs.map((i) => (i ? slot(i) : -1)), ...refs.map(slot)],
+          outputs: node.outputs.map((o) => (o ? slot(o) : -1)),
+          frees: [],
+        };
+      }
       for (const fk of backend?.kernels ?? []) {
         if (fk.opType !== node.opType || (fk.domain ?? '') !== node.domain) continue;
         try {
@@ -136,7 +153,7 @@ export class Session {
       }
       let outs: Tensor[];
       try {
-        outs = invokeKernel(step.schema, step.run, ins, makeContext(step.node, step.opset, pool));
+        outs = step.branches ? runIf(step, ins) : invokeKernel(step.schema, step.run, ins, makeContext(step.node, step.opset, pool));
       } catch (e) {
         throw toQ8Error(e, { file: this.source, node: step.node.name, opType: step.node.opType });
       }
@@ -193,6 +210,19 @@ export class Session {
       values[this.slotOf.get(info.name)!] = t;
     }
   }
+}
+
+function runIf(step: Step, ins: (Tensor | undefined)[]): Tensor[] {
+  const cond = ins[0];
+  if (!cond || cond.size !== 1) throw new Q8Error('If needs a one-element condition');
+  const b = step.branches!;
+  const branch = cond.num(0) ? b.then : b.else;
+  const feeds: Feeds = {};
+  b.refs.forEach((name, k) => { const t = ins[step.node.inputs.length + k]; if (t) feeds[name] = t; });
+  const outs = branch.runSync(feeds);
+  const names = branch.outputs.map((o) => o.name);
+  if (names.length !== step.node.outputs.length) throw new Q8Error(`the ${cond.num(0) ? 'then' : 'else'} branch has ${names.length} outputs, the node ${step.node.outputs.length}`);
+  return names.map((n) => outs[n]!);
 }
 
 function fmtShape(s: readonly (number | string | null)[]): string {
