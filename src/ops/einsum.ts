@@ -7,7 +7,6 @@
 import { DTYPES } from '../core/dtype.js';
 import { Q8Error, check } from '../core/errors.js';
 import { checkShape, sizeOf, stridesOf } from '../core/shape.js';
-import type { Tensor } from '../tensor/tensor.js';
 import type { OpSchema } from './registry.js';
 
 /** Parsed term: labels as numbers; ellipsis dims get negative ids -1, -2, ... counted from the right. */

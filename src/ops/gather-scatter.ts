@@ -9,7 +9,7 @@ import { Q8Error, check } from '../core/errors.js';
 import { checkShape, normAxis, shapeStr, sizeOf, stridesOf, type Shape } from '../core/shape.js';
 import { Tensor, setValue } from '../tensor/tensor.js';
 import type { KernelContext, OpSchema } from './registry.js';
-import { dtypeAttr, intList, isIntType, need, perElementType, scalarOf } from './shape-ops.js';
+import { dtypeAttr, isIntType, need, perElementType, scalarOf } from './tensor-helpers.js';
 
 function alloc(ctx: KernelContext, dtype: DType, shape: Shape): Tensor {
   checkShape(shape, 'output shape');

@@ -15,7 +15,7 @@ import { check } from '../core/errors.js';
 import { checkShape, normAxis, shapeStr, sizeOf, stridesOf, type Shape } from '../core/shape.js';
 import { setValue, type Tensor } from '../tensor/tensor.js';
 import type { KernelContext, OpSchema } from './registry.js';
-import { intList, mapGatherFor, need } from './shape-ops.js';
+import { intList, mapGatherFor, need } from './tensor-helpers.js';
 
 type Mode = 'nearest' | 'linear' | 'cubic';
 type NearestMode = 'round_prefer_floor' | 'round_prefer_ceil' | 'floor' | 'ceil' | 'simple';
