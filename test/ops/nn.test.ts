@@ -63,7 +63,7 @@ function naiveConv2d(
 
 test('gemmF32Ref matches a naive product for odd sizes, transposes, offsets, alpha and beta', () => {
   const r = rng(1);
-  for (const [M, N, K] of [[1, 7, 5], [3, 1, 9], [5, 9, 300], [17, 33, 7], [130, 6, 260]] as const) {
+  for (const [M, N, K] of [[1, 7, 5], [3, 1, 9], [5, 9, 300], [17, 33, 7], [130, 6, 260], [6, 2101, 3]] as const) {
     for (const transA of [false, true]) for (const transB of [false, true]) {
       const lda = (transA ? M : K) + 2, ldb = (transB ? K : N) + 1, ldc = N + 3;
       const A = new Float32Array(3 + (transA ? K : M) * lda).map(r);
@@ -238,6 +238,11 @@ test('MaxPool 3-D and 1-D against naive maxima', () => {
   close(y!, [1, 2, 2, 5, 3], want);
   const [y1] = runOp('MaxPool', [f32([1, 1, 5], [3, 1, 4, 1, 5])], { kernel_shape: [2], auto_pad: 'SAME_UPPER' });
   close(y1!, [1, 1, 5], [3, 4, 4, 5, 5]);
+  // ceil_mode drops a last window that would start in the end padding: 3 windows by the formula, 2 kept.
+  const [yc] = runOp('MaxPool', [f32([1, 1, 5], [3, 1, 4, 1, 5])], { kernel_shape: [3], strides: [3], pads: [1, 1], ceil_mode: 1 });
+  close(yc!, [1, 1, 2], [3, 5]);
+  const [ya] = runOp('AveragePool', [f32([1, 1, 5], [3, 1, 4, 1, 5])], { kernel_shape: [3], strides: [3], pads: [1, 1], ceil_mode: 1, count_include_pad: 1 });
+  close(ya!, [1, 1, 2], [4 / 3, 10 / 3]);
 });
 
 test('AveragePool ceil_mode with and without count_include_pad (torch)', () => {
