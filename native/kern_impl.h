@@ -423,28 +423,35 @@ static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float*
     V::fstore(sa + v * L, am);
   }
   for (int l = 0; l < kPP; l++) sa[l] /= 127.f;
-  // Channel groups outermost: the 4 input planes' rows under this panel stay in L1 for all taps.
-  for (int c4 = 0; c4 < C4; c4++) {
-    const float* xc = x + (size_t)c4 * 4 * HW;
-    const int nc = std::min(4, Cg - c4 * 4);
+  // Blocks of 16 channels outermost (their rows under this panel stay in L1 across the taps), then
+  // per tap and vector the load kind is decided once for the block's channel groups.
+  constexpr int CB4 = 4;
+  const int C4full = Cg / 4;  // groups with 4 real channels
+  for (int cb0 = 0; cb0 < C4; cb0 += CB4) {
+    const int cb1 = std::min(C4, cb0 + CB4), cf1 = std::min(cb1, C4full);
     for (int t = 0; t < khw; t++) {
-      uint8_t* dst = panel + ((size_t)t * C4 + c4) * kPP * 4;
       for (int v = 0; v < NVC; v++) {
         const Tap& e = mp.tap(t, v);
         const F iv = inv[v];
-        I q0, q1, q2, q3;
-        if (nc == 4) {
-          q0 = V::cvtr(V::mul(mp.load(xc, e, t, v), iv));
-          q1 = V::cvtr(V::mul(mp.load(xc + HW, e, t, v), iv));
-          q2 = V::cvtr(V::mul(mp.load(xc + 2 * (size_t)HW, e, t, v), iv));
-          q3 = V::cvtr(V::mul(mp.load(xc + 3 * (size_t)HW, e, t, v), iv));
-        } else {
-          q0 = V::cvtr(V::mul(mp.load(xc, e, t, v), iv));
-          q1 = nc > 1 ? V::cvtr(V::mul(mp.load(xc + HW, e, t, v), iv)) : V::izero();
-          q2 = nc > 2 ? V::cvtr(V::mul(mp.load(xc + 2 * (size_t)HW, e, t, v), iv)) : V::izero();
-          q3 = V::izero();
+        uint8_t* dst = panel + (size_t)t * C4 * kPP * 4 + v * L * 4;
+        int c4 = cb0;
+        if (e.full) {
+          const float* p = x + e.off[0] + (size_t)cb0 * 4 * HW;
+          for (; c4 < cf1; c4++, p += 4 * (size_t)HW) {
+            I q0 = V::cvtr(V::mul(V::fload(p), iv));
+            I q1 = V::cvtr(V::mul(V::fload(p + HW), iv));
+            I q2 = V::cvtr(V::mul(V::fload(p + 2 * (size_t)HW), iv));
+            I q3 = V::cvtr(V::mul(V::fload(p + 3 * (size_t)HW), iv));
+            V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q0, q1, q2, q3));
+          }
         }
-        V::istore(dst + v * L * 4, V::pack4(q0, q1, q2, q3));
+        for (; c4 < cb1; c4++) {
+          const float* xc = x + (size_t)c4 * 4 * HW;
+          const int nc = std::min(4, Cg - c4 * 4);
+          I q[4];
+          for (int u = 0; u < 4; u++) q[u] = u < nc ? V::cvtr(V::mul(mp.load(xc + (size_t)u * HW, e, t, v), iv)) : V::izero();
+          V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q[0], q[1], q[2], q[3]));
+        }
       }
     }
   }
@@ -495,16 +502,29 @@ __attribute__((noinline)) static void q8_conv_tile(const PackQ8Conv& P, const in
   }
 }
 
+// Few panels (small images) leave threads idle or unbalanced: split each panel's output channels
+// into ranges (each range re-packs the panel, cheap next to its share of the GEMM).
+static int conv_split(int tasks, int nblk) {
+  int want = 4 * pool_threads();
+  if (pool_threads() == 1 || tasks >= want) return 1;
+  return std::max(1, std::min(nblk, (want + tasks - 1) / tasks));
+}
+
 struct ConvCtx {
   const void* P; const ConvGeom* G; const float* X; const Epi* e; float* out;
   int group, npanel, OHW, M;
   const float* cmax;  // [batch][group][H*W] channel max of |x| (tap-major int8 path), or null
+  int nsplit;  // channel ranges per panel (more tasks than panels for small images)
 };
 
 static void conv_q8_task(void* vc, int task, int th) {
   auto& c = *(ConvCtx*)vc;
   const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
   const ConvGeom& G = *c.G;
+  int sp = task % c.nsplit;
+  task /= c.nsplit;
+  int bpc = (P.nblk + c.nsplit - 1) / c.nsplit, blk0 = sp * bpc, blk1 = std::min(P.nblk, blk0 + bpc);
+  if (blk0 >= blk1) return;
   int pp = task % c.npanel, g = (task / c.npanel) % c.group, b = task / (c.npanel * c.group);
   int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
   int Cg = G.C / c.group, HW = G.H * G.W;
@@ -515,7 +535,7 @@ static void conv_q8_task(void* vc, int task, int th) {
   const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * HW;
   if (c.cmax) q8_pack_panel_tm(P, mp, x, HW, c.cmax + ((size_t)b * c.group + g) * HW, panel, sa);
   else q8_pack_panel(P, mp, x, HW, panel, sa);
-  for (int blk = 0; blk < P.nblk; blk++) {
+  for (int blk = blk0; blk < blk1; blk++) {
     size_t bi = (size_t)g * P.nblk + blk;
     const int8_t* w = P.w.data() + bi * P.K4 * kCB * 4;
     const int32_t* init = (V::kU8 ? P.init : P.zinit).data() + bi * P.ncb * kCB;
@@ -535,6 +555,10 @@ static void dw_q8_task(void* vc, int task, int th) {
   auto& c = *(ConvCtx*)vc;
   const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
   const ConvGeom& G = *c.G;
+  int sp = task % c.nsplit;
+  task /= c.nsplit;
+  int cpc = (P.M + c.nsplit - 1) / c.nsplit, ch0 = sp * cpc, ch1 = std::min(P.M, ch0 + cpc);
+  if (ch0 >= ch1) return;
   int pp = task % c.npanel, b = task / c.npanel;
   int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
   int HW = G.H * G.W, K = P.Kg, B = P.ablock ? P.ablock : K, nab = (K + B - 1) / B;
@@ -542,7 +566,7 @@ static void dw_q8_task(void* vc, int task, int th) {
   auto* sab = (float*)scratch(th, 1).get(sizeof(F) * 2 * nab * NVC + 64);
   F* inv = (F*)(((uintptr_t)sab + 63) & ~uintptr_t(63));
   F* sav = inv + nab * NVC;
-  for (int ch = 0; ch < P.M; ch++) {
+  for (int ch = ch0; ch < ch1; ch++) {
     const float* xc = c.X + ((size_t)b * G.C + ch) * HW;
     const int8_t* w = P.wraw.data() + (size_t)ch * K;
     const float* ws = P.wsraw.data() + (size_t)ch * P.nwb;
@@ -594,15 +618,20 @@ static void cmax_task(void* vc, int task, int) {
 
 static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   int OHW = G.OH * G.OW;
-  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr};
+  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1};
+  c.nsplit = conv_split(batch * P.group * c.npanel, P.nblk);
   bool dw = P.Mg == 1 && G.C == P.group;
-  if (dw) { parallel_for(batch * c.npanel, dw_q8_task, &c); return; }
+  if (dw) {
+    c.nsplit = conv_split(batch * c.npanel, P.M);
+    parallel_for(batch * c.npanel * c.nsplit, dw_q8_task, &c);
+    return;
+  }
   if (P.tapmajor) {
     // slot 3 of thread 0 is not used by the tasks
     c.cmax = (const float*)scratch(0, 3).get(sizeof(float) * ((size_t)batch * P.group * G.H * G.W + 64));
     parallel_for(batch * P.group, cmax_task, &c);
   }
-  parallel_for(batch * P.group * c.npanel, conv_q8_task, &c);
+  parallel_for(batch * P.group * c.npanel * c.nsplit, conv_q8_task, &c);
 }
 
 // ---------------------------------------------------------------- Conv, fp32
@@ -652,6 +681,10 @@ static void conv_f32_task(void* vc, int task, int th) {
   auto& c = *(ConvCtx*)vc;
   const PackF32Conv& P = *(const PackF32Conv*)c.P;
   const ConvGeom& G = *c.G;
+  int sp = task % c.nsplit;
+  task /= c.nsplit;
+  int bpc = (P.nblk + c.nsplit - 1) / c.nsplit, blk0 = sp * bpc, blk1 = std::min(P.nblk, blk0 + bpc);
+  if (blk0 >= blk1) return;
   int pp = task % c.npanel, g = (task / c.npanel) % c.group, b = task / (c.npanel * c.group);
   int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
   int Cg = G.C / c.group, HW = G.H * G.W, K = P.Kg, khw = G.kh * G.kw;
@@ -666,7 +699,7 @@ static void conv_f32_task(void* vc, int task, int th) {
       for (int v = 0; v < NVC; v++) V::fstore(panel + k * kPP + v * L, mp.load(xc, t, v));
       if (++t == khw) { t = 0; ch++; }
     }
-    for (int blk = 0; blk < P.nblk; blk++) {
+    for (int blk = blk0; blk < blk1; blk++) {
       const float* w = P.w.data() + (((size_t)g * P.nblk + blk) * K + k0) * kCB;
       int n0 = g * P.Mg + blk * kCB, nch = std::min(kCB, P.Mg - blk * kCB);
       const float* bias = c.e->bias ? c.e->bias + n0 : nullptr;
@@ -682,11 +715,15 @@ static void dw_f32_task(void* vc, int task, int th) {
   auto& c = *(ConvCtx*)vc;
   const PackF32Conv& P = *(const PackF32Conv*)c.P;
   const ConvGeom& G = *c.G;
+  int sp = task % c.nsplit;
+  task /= c.nsplit;
+  int cpc = (P.M + c.nsplit - 1) / c.nsplit, ch0 = sp * cpc, ch1 = std::min(P.M, ch0 + cpc);
+  if (ch0 >= ch1) return;
   int pp = task % c.npanel, b = task / c.npanel;
   int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
   int HW = G.H * G.W, K = P.Kg;
   PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
-  for (int ch = 0; ch < P.M; ch++) {
+  for (int ch = ch0; ch < ch1; ch++) {
     const float* xc = c.X + ((size_t)b * G.C + ch) * HW;
     const float* w = P.wraw.data() + (size_t)ch * K;
     float* o = c.out + ((size_t)b * c.M + ch) * c.OHW + p0;
@@ -704,10 +741,14 @@ static void dw_f32_task(void* vc, int task, int th) {
 
 static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   int OHW = G.OH * G.OW;
-  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr};
+  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1};
+  c.nsplit = conv_split(batch * P.group * c.npanel, P.nblk);
   bool dw = P.Mg == 1 && G.C == P.group;
-  if (dw) parallel_for(batch * c.npanel, dw_f32_task, &c);
-  else parallel_for(batch * P.group * c.npanel, conv_f32_task, &c);
+  if (dw) {
+    c.nsplit = conv_split(batch * c.npanel, P.M);
+    parallel_for(batch * c.npanel * c.nsplit, dw_f32_task, &c);
+  }
+  else parallel_for(batch * P.group * c.npanel * c.nsplit, conv_f32_task, &c);
 }
 
 // Peak probes: 24 independent accumulator chains of the int8 dot (or fp32 FMA), no memory traffic.

@@ -261,7 +261,10 @@ test('thread counts give the same results', { skip }, () => {
   const before = n.info().threads;
   const M = 50, K = 130, N = 70;
   const A = floats(r, M * K, K), W = int8s(r, N * K), S = scales(r, N);
-  const outs: Float32Array[] = [];
+  // A small image: few pixel panels, so the conv splits output channels across tasks.
+  const X = floats(r, 40 * 9 * 9, 9), Wc = int8s(r, 24 * 40 * 9), Sc = scales(r, 24);
+  const geo = Int32Array.from([1, 40, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 9, 9]);
+  const outs: Float32Array[] = [], couts: Float32Array[] = [];
   try {
     for (const t of [1, 2, 3]) {
       n.setThreads(t);
@@ -269,12 +272,17 @@ test('thread counts give the same results', { skip }, () => {
       const out = new Float32Array(M * N);
       n.gemmQ8(A, M, K, n.packI8(W, S, N, K, 0, 0), 0, null, 0, 0, 0, out);
       outs.push(out);
+      const cout = new Float32Array(24 * 81);
+      n.convQ8(X, geo, n.packConvI8(Wc, Sc, 24, 360, 1, 0, 0, 9), null, 0, 0, 0, cout);
+      couts.push(cout);
     }
   } finally {
     n.setThreads(before);
   }
   assert.deepEqual(outs[1], outs[0]);
   assert.deepEqual(outs[2], outs[0]);
+  assert.deepEqual(couts[1], couts[0]);
+  assert.deepEqual(couts[2], couts[0]);
 });
 
 test('the addon loads and runs inside a worker thread', { skip }, async () => {
