@@ -75,8 +75,8 @@ export const SECTIONS: Record<string, () => string> = { conformance, operators, 
 export function regenerate(readme: string): string {
   let out = readme;
   for (const [name, make] of Object.entries(SECTIONS)) {
-    const re = new RegExp(`(<!-- generated:${name} -->\\n)[\\s\\S]*?(\\n<!-- /generated:${name} -->)`);
-    out = out.replace(re, (_, a: string, b: string) => `${a}${make()}${b}`);
+    const re = new RegExp(`(<!-- generated:${name} -->)[\\s\\S]*?(<!-- /generated:${name} -->)`);
+    out = out.replace(re, (_, a: string, b: string) => `${a}\n${make()}\n${b}`);
   }
   return out;
 }
