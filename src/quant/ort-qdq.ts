@@ -12,6 +12,7 @@ import { Q8Error } from '../core/errors.js';
 import type { Model, Node } from '../graph/ir.js';
 import type { Feeds } from '../runtime/session.js';
 import { Tensor } from '../tensor/tensor.js';
+import { constResolver } from './consts.js';
 import { ensureOpset } from './opset.js';
 import { cloneModel, runCapturing } from './quantize.js';
 import { roundHalfEven } from './round.js';
@@ -38,8 +39,7 @@ export function writeOrtQdq(model: Model, options: OrtQdqOptions): Model {
   if (!options.calibration.length) throw new Q8Error('writeOrtQdq needs at least one calibration input', { file: model.source });
   const m = cloneModel(model);
   const g = m.graph;
-  const fed = new Set(g.inputs.map((i) => i.name));
-  const cst = (n: string | undefined) => (n && !fed.has(n) ? g.initializers.get(n) : undefined);
+  const cst = constResolver(g);
   const ex = new Set(options.exclude ?? []);
   const consumers = new Map<string, Node[]>();
   for (const n of g.nodes) for (const i of n.inputs) if (i) { const l = consumers.get(i) ?? []; l.push(n); consumers.set(i, l); }
@@ -117,7 +117,7 @@ export function writeOrtQdq(model: Model, options: OrtQdqOptions): Model {
   const wType = quantType('channel');
   for (const l of layers) {
     const n = l.node;
-    const W = g.initializers.get(n.inputs[1]!)!;
+    const W = cst(n.inputs[1])!;
     let N: number, K: number, w: Float32Array;
     if (n.opType === 'Conv') { N = W.shape[0]!; K = W.size / N; w = W.data as Float32Array; }
     else {

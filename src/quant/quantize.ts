@@ -13,9 +13,10 @@ import type { Graph, Model, Node } from '../graph/ir.js';
 import { Session, type Feeds } from '../runtime/session.js';
 import { runOp } from '../runtime/invoke.js';
 import { Tensor } from '../tensor/tensor.js';
+import { constResolver } from './consts.js';
 import { ensureOpset } from './opset.js';
 import { ACT_WINDOW_KEY, parseActWindow } from './rewrite.js';
-import { cosine, quantType, sqnrDb, type QuantizedWeights } from './types.js';
+import { cosine, quantType, type QuantizedWeights } from './types.js';
 import './register.js';
 
 export type WeightWindow = 'channel' | 32 | 64 | 128 | 256;
@@ -122,7 +123,7 @@ export function quantizeModel(model: Model, options: QuantizeOptions = {}): Quan
   for (const l of layers) {
     if (l.excluded) continue;
     l.qw = type.quantize(l.w, l.N, l.K, `${model.source ? model.source + ': ' : ''}node '${l.name}' (${l.opType})`);
-    l.sqnr = sqnrDb(l.w, type.dequantize(l.qw));
+    l.sqnr = l.qw.sqnrDb!;
   }
   const wantCos = options.report || options.accuracy || (options.samples && options.samples.length > 0);
   let samples = options.samples ?? [];
@@ -173,8 +174,7 @@ function kernelSize(shape: readonly number[]): number {
 
 function findLayers(model: Model, exclude: readonly string[], actBlock: number, actWindow: string, dwBlock: number, dwWindow: string): Layer[] {
   const g = model.graph;
-  const fed = new Set(g.inputs.map((i) => i.name));
-  const cst = (name: string | undefined) => (name && !fed.has(name) ? g.initializers.get(name) : undefined);
+  const cst = constResolver(g);
   const ex = new Set(exclude);
   const layers: Layer[] = [];
   for (const n of g.nodes) {
@@ -271,7 +271,7 @@ function writeQuantized(model: Model, layers: Layer[], weightWindow: WeightWindo
     const dqOut = fresh(`${base}.weight_dq`);
     const nb = qw.scales.length / qw.N;
     if (l.opType === 'Conv') {
-      const W = g.initializers.get(n.inputs[1]!)!;
+      const W = { shape: l.wShape!, rank: l.wShape!.length };
       if (!blocked) {
         g.initializers.set(qName, Tensor.from('int8', W.shape, qw.q));
         g.initializers.set(sName, Tensor.from('float32', [qw.N], qw.scales));

@@ -14,6 +14,7 @@ import { Q8Error } from '../core/errors.js';
 import type { AttrValue, Graph, Model, Node } from '../graph/ir.js';
 import { opsetOf, registerRewrite } from '../graph/passes.js';
 import { Tensor } from '../tensor/tensor.js';
+import { constResolver } from './consts.js';
 
 export const ACT_WINDOW_KEY = 'q8.activation_window';
 
@@ -37,8 +38,10 @@ interface Canon {
   block: number;
 }
 
-function constOf(g: Graph, fed: Set<string>, name: string): Tensor | undefined {
-  return name && !fed.has(name) ? g.initializers.get(name) : undefined;
+let resolve: (name: string | undefined) => Tensor | undefined = () => undefined;
+
+function constOf(_g: Graph, _fed: Set<string>, name: string): Tensor | undefined {
+  return resolve(name);
 }
 
 function intAttr(n: Node, k: string, d: number): number {
@@ -116,6 +119,7 @@ function uniqueName(g: Graph, base: string, taken: Set<string>): string {
 export function rewriteQuantized(model: Model): number {
   const g = model.graph;
   const fed = new Set(g.inputs.map((i) => i.name));
+  resolve = constResolver(g);
   const producer = new Map<string, Node>();
   for (const n of g.nodes) for (const o of n.outputs) if (o) producer.set(o, n);
   const consumers = new Map<string, Node[]>();
@@ -151,7 +155,7 @@ export function rewriteQuantized(model: Model): number {
       if (reshapeTo && x.rank !== 2) continue;
       canon = canonical(model, src, fed, N, K, 0);
       if (!canon) continue;
-      if (n.inputs[2]) { bias = constOf(g, fed, n.inputs[2]); if (!bias || bias.dtype !== 'float32') continue; }
+      if (n.inputs[2]) { const b = constOf(g, fed, n.inputs[2]); if (b && b.dtype !== 'float32') continue; bias = b; }
       for (const k of ['auto_pad', 'dilations', 'group', 'kernel_shape', 'pads', 'strides']) if (n.attrs[k]) attrs[k] = n.attrs[k]!;
       attrs['kernel_shape'] = { type: 'ints', value: shape.slice(2) };
       canon = { ...canon, q: canon.q };
@@ -186,9 +190,10 @@ export function rewriteQuantized(model: Model): number {
     g.initializers.set(wq, Tensor.from('int8', shape, canon.q));
     g.initializers.set(ws, Tensor.from('float32', canon.block ? [canon.N, canon.scales.length / canon.N] : [canon.N], canon.scales));
     const inputs = [n.inputs[0]!, wq, ws];
-    if (bias) {
-      const bn = n.opType === 'Conv' ? n.inputs[2]! : uniqueName(g, `${base}__q8_bias`, taken);
-      if (n.opType !== 'Conv') g.initializers.set(bn, bias);
+    if (n.opType === 'Conv' && n.inputs[2]) inputs.push(n.inputs[2]);
+    else if (bias) {
+      const bn = uniqueName(g, `${base}__q8_bias`, taken);
+      g.initializers.set(bn, bias);
       inputs.push(bn);
     }
     attrs['weight_block'] = { type: 'int', value: canon.block };

@@ -43,6 +43,8 @@ export interface QuantizedWeights {
   readonly q: Int8Array;
   /** float32 scales, [N, windowsPerChannel(K)]. */
   readonly scales: Float32Array;
+  /** Weight SQNR in dB (signal energy over reconstruction error energy), measured while quantizing. */
+  readonly sqnrDb?: number;
 }
 
 const f = Math.fround;
@@ -90,14 +92,34 @@ function quantizeBlocks(w: Float32Array, N: number, K: number, block: WeightBloc
   const nb = K === 0 ? 0 : Math.ceil(K / B);
   const q = new Int8Array(N * K);
   const scales = new Float32Array(N * nb);
+  let sig = 0, err = 0;
+  // The contract's formula (as quantizeWindow), monomorphic: this loop runs over every weight.
   for (let n = 0; n < N; n++) {
     for (let b = 0; b < nb; b++) {
-      const k0 = b * B;
-      const len = Math.min(B, K - k0);
-      scales[n * nb + b] = quantizeWindow(w, n * K + k0, len, q, n * K + k0);
+      const o = n * K + b * B;
+      const end = o + Math.min(B, K - b * B);
+      let amax = 0;
+      for (let i = o; i < end; i++) { const a = Math.abs(w[i]!); if (a > amax) amax = a; }
+      amax = f(amax);
+      if (amax === 0) { scales[n * nb + b] = 0; continue; }
+      const inv = f(127 / amax);
+      let s = f(amax / 127);
+      while (f(s * 127) === Infinity) s = f(s - s * 2 ** -23);
+      scales[n * nb + b] = s;
+      for (let i = o; i < end; i++) {
+        const x = w[i]!;
+        const v = f(x * inv);
+        let r = Math.round(v);
+        if (r - v === 0.5 && (r & 1) !== 0) r -= 1;
+        r = r > 127 ? 127 : r < -127 ? -127 : r;
+        q[i] = r;
+        const e = x - f(r * s);
+        sig += x * x;
+        err += e * e;
+      }
     }
   }
-  return { N, K, block, q, scales };
+  return { N, K, block, q, scales, sqnrDb: err === 0 ? Infinity : 10 * Math.log10(sig / err) };
 }
 
 function dequantizeBlocks(qw: QuantizedWeights): Float32Array {
@@ -106,7 +128,11 @@ function dequantizeBlocks(qw: QuantizedWeights): Float32Array {
   const nb = K === 0 ? 0 : Math.ceil(K / B);
   const out = new Float32Array(N * K);
   for (let n = 0; n < N; n++) {
-    for (let k = 0; k < K; k++) out[n * K + k] = q[n * K + k]! * scales[n * nb + Math.floor(k / B)]!;
+    for (let b = 0; b < nb; b++) {
+      const o = n * K + b * B, end = o + Math.min(B, K - b * B);
+      const s = scales[n * nb + b]!;
+      for (let i = o; i < end; i++) out[i] = q[i]! * s;
+    }
   }
   return out;
 }

@@ -193,3 +193,13 @@ test('NaN activations (run-time windows) quantize to 0 instead of poisoning the 
   assert.equal(s, f(f(2) / 127));
   assert.deepEqual([...q], [0, 64, -127, 32]);
 });
+
+test('the SQNR measured while quantizing equals the SQNR of the reconstruction', () => {
+  const r = rng(17);
+  const x = new Float32Array(6 * 100).map(() => r.normal());
+  for (const t of QUANT_TYPES) {
+    const qw = t.quantize(x, 6, 100);
+    const direct = sqnrDb(x, t.dequantize(qw));
+    assert.ok(Math.abs(qw.sqnrDb! - direct) < 1e-6, `${t.name}: ${qw.sqnrDb} vs ${direct}`);
+  }
+});
