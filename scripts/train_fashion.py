@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import sys
 import time
 
@@ -199,12 +198,17 @@ def export(model, path):
     return dict(sorted(ops.items()))
 
 
-def dumps(obj):
-    """JSON with one-line number/string arrays (shapes, logits) so the file stays readable."""
-    text = json.dumps(obj, indent=1)
-    item = r'(?:-?[0-9][0-9.eE+-]*|"[^"\\]*")'
-    return re.sub(r"\[\s*(" + item + r"(?:,\s*" + item + r")*)\s*\]",
-                  lambda m: "[" + ", ".join(p.strip() for p in m.group(1).split(",")) + "]", text) + "\n"
+def dumps(obj, indent=""):
+    """JSON with lists of scalars (shapes, logits) on one line so the file stays readable."""
+    inner = indent + " "
+    if isinstance(obj, dict) and obj:
+        items = [f"{inner}{json.dumps(str(k))}: {dumps(v, inner)}" for k, v in obj.items()]
+        text = "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    elif isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
+        text = "[\n" + ",\n".join(inner + dumps(v, inner) for v in obj) + "\n" + indent + "]"
+    else:
+        text = json.dumps(obj, separators=(", ", ": "))
+    return text if indent else text + "\n"
 
 
 def sha256(path):
