@@ -89,7 +89,7 @@ function main(): void {
       const X = rand(C * H * W, 5), K = C * k * k, Wq = randI8(M * K, 6), Wf = rand(M * K, 7), S = rand(M, 8).map(Math.abs);
       const geo = Int32Array.from([1, C, H, W, k, k, 1, 1, 1, 1, 1, 1, H, W]);
       const out = new Float32Array(M * H * W);
-      const pq = a.packConvI8(Wq, S, M, K, 1, 0, 0, k * k), pf = a.packConvF32(Wf, M, K, 1);
+      const pq = a.packConvI8(Wq, S, M, K, 1, 0, 0, k * k), pf = a.packConvF32(Wf, M, K, 1, k * k);
       const ops = 2 * H * W * M * K;
       const pi = peak(a, 'int8');
       const tq = best(() => a.convQ8(X, geo, pq, null, 1, 0, 0, out));

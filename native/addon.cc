@@ -244,15 +244,21 @@ static PackF32Gemm* pack_f32_gemm(const float* W, int N, int K) {
   return P;
 }
 
-static PackF32Conv* pack_f32_conv(const float* W, int M, int Kg, int group) {
+static PackF32Conv* pack_f32_conv(const float* W, int M, int Kg, int group, int khw) {
   auto* P = new PackF32Conv();
   P->M = M; P->Kg = Kg; P->group = group; P->Mg = M / group; P->nblk = (P->Mg + kCB - 1) / kCB;
+  P->tapmajor = khw > 0 && Kg % khw == 0;
+  P->khw = P->tapmajor ? khw : 1;
+  int Cg = Kg / P->khw;
   P->w.assign((size_t)group * P->nblk * Kg * kCB, 0.f);
   P->wraw.assign(W, W + (size_t)M * Kg);
   for (int n = 0; n < M; n++) {
     int g = n / P->Mg, nn = n % P->Mg;
     size_t bi = (size_t)g * P->nblk + nn / kCB;
-    for (int k = 0; k < Kg; k++) P->w[(bi * Kg + k) * kCB + nn % kCB] = W[(size_t)n * Kg + k];
+    for (int k = 0; k < Kg; k++) {
+      int kp = P->tapmajor ? (k % P->khw) * Cg + k / P->khw : k;
+      P->w[(bi * Kg + kp) * kCB + nn % kCB] = W[(size_t)n * Kg + k];
+    }
   }
   return P;
 }
@@ -444,13 +450,14 @@ ENTRY(GemmQ8)
   return undef(env);
 END
 
-// packConvF32(W Float32Array [M*Kg], M, Kg, group) -> handle
+// packConvF32(W Float32Array [M*Kg], M, Kg, group, khw?) -> handle (khw = kh*kw: tap-major K)
 ENTRY(PackConvF32)
   Args a(env, info, 4, "packConvF32");
   int M = a.i32(1), Kg = a.i32(2), group = a.i32(3);
+  int khw = a.argc > 4 && !a.is_null(4) ? a.i32(4) : 0;
   CHECK(env, M > 0 && Kg > 0 && group > 0 && M % group == 0, "packConvF32: bad M/Kg/group");
   auto* W = a.arr<float>(0, napi_float32_array, (size_t)M * Kg, "W");
-  auto* P = pack_f32_conv(W, M, Kg, group);
+  auto* P = pack_f32_conv(W, M, Kg, group, khw);
   return wrap(env, P, kF32Conv, (P->w.size() + P->wraw.size()) * 4);
 END
 
@@ -490,6 +497,7 @@ ENTRY(ConvF32)
   auto* P = a.handle<PackF32Conv>(2, kF32Conv);
   int batch;
   ConvGeom G = geom(a, 1, batch, P->Kg, P->group, P->M);
+  CHECK(env, !P->tapmajor || P->khw == G.kh * G.kw, "convF32: kernel size differs from the packed weights'");
   auto* X = a.arr<float>(0, napi_float32_array, (size_t)batch * G.C * G.H * G.W, "X");
   Epi e = epi(a, 3, 4, P->M);
   auto* out = a.arr<float>(7, napi_float32_array, (size_t)batch * P->M * G.OH * G.OW, "out");

@@ -53,6 +53,8 @@ struct PackF32Gemm {
 
 struct PackF32Conv {
   int M, Kg, group, Mg, nblk;
+  bool tapmajor;  // K order k = tap*Cg + c (when khw was given), else the ONNX order c*khw + tap
+  int khw;
   std::vector<float> w;     // [group][nblk][Kg][kCB]
   std::vector<float> wraw;  // [M][Kg]
 };

@@ -515,6 +515,7 @@ struct ConvCtx {
   int group, npanel, OHW, M;
   const float* cmax;  // [batch][group][H*W] channel max of |x| (tap-major int8 path), or null
   int nsplit;  // channel ranges per panel (more tasks than panels for small images)
+  int ppg;     // pixel panels per task (fp32 conv: weight chunks reused across them)
 };
 
 static void conv_q8_task(void* vc, int task, int th) {
@@ -618,7 +619,7 @@ static void cmax_task(void* vc, int task, int) {
 
 static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   int OHW = G.OH * G.OW;
-  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1};
+  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1, 1};
   c.nsplit = conv_split(batch * P.group * c.npanel, P.nblk);
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) {
@@ -635,7 +636,7 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
 }
 
 // ---------------------------------------------------------------- Conv, fp32
-constexpr int KC = 256;  // K chunk: the im2col panel chunk (KC x kPP floats) stays in L1
+constexpr int KC = 128;  // K chunk: each im2col panel chunk (KC x kPP floats, 24 KB) stays near L1
 
 template <int MI, int NV>
 __attribute__((noinline)) static void f32_conv_tile(const float* w /*[k][kCB] from chunk start*/, int kc, int ci0, int v0, const float* panel,
@@ -685,28 +686,51 @@ static void conv_f32_task(void* vc, int task, int th) {
   task /= c.nsplit;
   int bpc = (P.nblk + c.nsplit - 1) / c.nsplit, blk0 = sp * bpc, blk1 = std::min(P.nblk, blk0 + bpc);
   if (blk0 >= blk1) return;
-  int pp = task % c.npanel, g = (task / c.npanel) % c.group, b = task / (c.npanel * c.group);
-  int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
+  const int ngrp = (c.npanel + c.ppg - 1) / c.ppg;
+  int pg = task % ngrp, g = (task / ngrp) % c.group, b = task / (ngrp * c.group);
+  int pp0 = pg * c.ppg, np = std::min(c.ppg, c.npanel - pp0);
   int Cg = G.C / c.group, HW = G.H * G.W, K = P.Kg, khw = G.kh * G.kw;
-  PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
-  auto* panel = (float*)scratch(th, 1).get(sizeof(float) * KC * kPP + 64);
+  auto* panels = (float*)scratch(th, 1).get(sizeof(float) * KC * kPP * np + 64);
   const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * HW;
   for (int k0 = 0; k0 < K; k0 += KC) {
     int kc = std::min(KC, K - k0);
-    int ch = k0 / khw, t = k0 % khw;
-    for (int k = 0; k < kc; k++) {
-      const float* xc = x + (size_t)ch * HW;
-      for (int v = 0; v < NVC; v++) V::fstore(panel + k * kPP + v * L, mp.load(xc, t, v));
-      if (++t == khw) { t = 0; ch++; }
+    // im2col of this K chunk for each panel of the group; K is tap-major (k = tap*Cg + c), so a
+    // run of channels shares one pixel-map entry.
+    for (int q = 0; q < np; q++) {
+      int p0 = (pp0 + q) * kPP;
+      PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
+      float* panel = panels + (size_t)q * KC * kPP;
+      int t = P.tapmajor ? k0 / Cg : 0, ch = P.tapmajor ? k0 % Cg : 0;
+      if (!P.tapmajor) { ch = k0 / khw; t = k0 % khw; }
+      for (int k = 0; k < kc;) {
+        int run = P.tapmajor ? std::min(kc - k, Cg - ch) : 1;
+        for (int v = 0; v < NVC; v++) {
+          const Tap& e = mp.tap(t, v);
+          float* dst = panel + (size_t)k * kPP + v * L;
+          const float* src = x + (size_t)ch * HW;
+          if (e.full) {
+            for (int r = 0; r < run; r++) V::fstore(dst + (size_t)r * kPP, V::fload(src + (size_t)r * HW + e.off[0]));
+          } else {
+            for (int r = 0; r < run; r++) V::fstore(dst + (size_t)r * kPP, mp.load(src + (size_t)r * HW, e, t, v));
+          }
+        }
+        k += run;
+        if (P.tapmajor) { ch = 0; t++; }
+        else if (++t == khw) { t = 0; ch++; }
+      }
     }
     for (int blk = blk0; blk < blk1; blk++) {
       const float* w = P.w.data() + (((size_t)g * P.nblk + blk) * K + k0) * kCB;
       int n0 = g * P.Mg + blk * kCB, nch = std::min(kCB, P.Mg - blk * kCB);
       const float* bias = c.e->bias ? c.e->bias + n0 : nullptr;
-      float* o = c.out + ((size_t)b * c.M + n0) * c.OHW + p0;
-      for (int ci = 0; ci < kCB && ci < nch; ci += CMI)
-        for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV)
-          f32_conv_tile<CMI, CNV>(w, kc, ci, v0, panel, k0 == 0, k0 + kc >= K, bias, *c.e, o, c.OHW, nch, npix);
+      for (int q = 0; q < np; q++) {  // the weight chunk (KC x 8) is reused from L1 across the panels
+        int p0 = (pp0 + q) * kPP, npix = std::min(kPP, c.OHW - p0);
+        float* o = c.out + ((size_t)b * c.M + n0) * c.OHW + p0;
+        const float* panel = panels + (size_t)q * KC * kPP;
+        for (int ci = 0; ci < kCB && ci < nch; ci += CMI)
+          for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV)
+            f32_conv_tile<CMI, CNV>(w, kc, ci, v0, panel, k0 == 0, k0 + kc >= K, bias, *c.e, o, c.OHW, nch, npix);
+      }
     }
   }
 }
@@ -741,14 +765,20 @@ static void dw_f32_task(void* vc, int task, int th) {
 
 static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   int OHW = G.OH * G.OW;
-  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1};
+  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1, 1};
   c.nsplit = conv_split(batch * P.group * c.npanel, P.nblk);
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) {
     c.nsplit = conv_split(batch * c.npanel, P.M);
     parallel_for(batch * c.npanel * c.nsplit, dw_f32_task, &c);
   }
-  else parallel_for(batch * P.group * c.npanel * c.nsplit, conv_f32_task, &c);
+  else {
+    // Up to 4 panels per task while every thread still gets several tasks.
+    int tasks = batch * P.group * c.npanel;
+    c.ppg = std::max(1, std::min(4, tasks / (4 * pool_threads())));
+    int ngrp = (c.npanel + c.ppg - 1) / c.ppg;
+    parallel_for(batch * P.group * ngrp * c.nsplit, conv_f32_task, &c);
+  }
 }
 
 // Peak probes: 24 independent accumulator chains of the int8 dot (or fp32 FMA), no memory traffic.

@@ -44,7 +44,7 @@ export interface NativeAddon {
   gemmQ8(A: Float32Array, M: number, K: number, packed: Packed, actBlock: number, bias: Float32Array | null,
     act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
   /** W [M, Kg] with Kg = (C/group)*kh*kw in ONNX order. */
-  packConvF32(W: Float32Array, M: number, Kg: number, group: number): Packed;
+  packConvF32(W: Float32Array, M: number, Kg: number, group: number, khw?: number): Packed;
   /** khw = kh*kw (optional) lets the addon reorder K tap-major when one window spans the patch. */
   packConvI8(Wq: Int8Array, Wscale: Float32Array, M: number, Kg: number, group: number, weightBlock: number, actBlock: number, khw?: number): Packed;
   /** geometry: [batch, C, H, W, kh, kw, sh, sw, dh, dw, padTop, padLeft, OH, OW]; X, out NCHW. */
@@ -168,7 +168,7 @@ function compileConv(args: CompileArgs): Kernel | null {
   const plan = convPlan(args.node, W);
   if (!plan) return null;
   const Kg = W.size / plan.M;
-  const packed = n.packConvF32(W.data as Float32Array, plan.M, Kg, plan.group);
+  const packed = n.packConvF32(W.data as Float32Array, plan.M, Kg, plan.group, plan.kDims.reduce((x, y) => x * y, 1));
   const ref = reference(args.node);
   return (inputs, ctx) => {
     const X = inputs[0];
