@@ -535,7 +535,11 @@ const SpaceToDepth: OpSchema = {
     const b = ctx.attrs.int('blocksize', 0);
     const [n, c, h, w] = blockOp(x, b, 'SpaceToDepth');
     check(h % b === 0 && w % b === 0, () => `SpaceToDepth: spatial size ${h}x${w} not divisible by blocksize ${b}`);
-    const t = transpose(x.reshape([n, c, h / b, b, w / b, b]), [0, 3, 5, 1, 2, 4], ctx);
+    // `mode` arrived in a later opset: DCR (default) puts the block offsets before the channels, CRD after.
+    const mode = ctx.attrs.string('mode', 'DCR');
+    check(mode === 'DCR' || mode === 'CRD', () => `SpaceToDepth mode must be DCR or CRD, got '${mode}'`);
+    const perm = mode === 'DCR' ? [0, 3, 5, 1, 2, 4] : [0, 1, 3, 5, 2, 4];
+    const t = transpose(x.reshape([n, c, h / b, b, w / b, b]), perm, ctx);
     return [t.reshape([n, c * b * b, h / b, w / b])];
   },
 };

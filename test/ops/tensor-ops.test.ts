@@ -1,6 +1,6 @@
 // Shape / data-movement operators. Inputs come from `seq` (the same formula in numpy); the expected
 // arrays were computed once with numpy 1.x via /usr/bin/python3 (np.transpose, slicing, np.pad,
-// np.tile, np.broadcast_to, reshape+transpose for DepthToSpace/SpaceToDepth, np.random.seed +
+// np.tile, np.broadcast_to, reshape+transpose for DepthToSpace/SpaceToDepth (both modes), np.random.seed +
 // uniform for the Dropout mask) and pasted; small cases are worked by hand.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -131,6 +131,8 @@ test('DepthToSpace (DCR, CRD) and SpaceToDepth', () => {
     [-0.75, -2.25, -1.0, 2.25, -1.25, 2.0, 1.0, -0.5, 0.75, -0.75, 0.5, -1.0, -1.5, 1.75, -1.75, 1.5, -2.0, 1.25, 0.25, -1.25, 0.0, -1.5, -0.25, -1.75, -2.0, 1.25, -2.25, 1.0, 2.25, 0.75, -0.25, -1.75, -0.5, -2.0, -0.75, -2.25, 2.0, 0.5, 1.75, 0.25, 1.5, 0.0, -1.0, 2.25, -1.25, 2.0, -1.5, 1.75]);
   same(one('SpaceToDepth', [seq([1, 2, 4, 6], 5)], { blocksize: 2 }), [1, 8, 2, 3],
     [2.0, 1.5, 1.0, -1.0, -1.5, -2.0, 0.75, 0.25, -0.25, -2.25, 2.0, 1.5, 1.75, 1.25, 0.75, -1.25, -1.75, -2.25, 0.5, 0.0, -0.5, 2.25, 1.75, 1.25, 0.5, 0.0, -0.5, 2.25, 1.75, 1.25, -0.75, -1.25, -1.75, 1.0, 0.5, 0.0, 0.25, -0.25, -0.75, 2.0, 1.5, 1.0, -1.0, -1.5, -2.0, 0.75, 0.25, -0.25]);
+  same(one('SpaceToDepth', [seq([1, 2, 4, 6], 5)], { blocksize: 2, mode: 'CRD' }), [1, 8, 2, 3],
+    [2.0, 1.5, 1.0, -1.0, -1.5, -2.0, 1.75, 1.25, 0.75, -1.25, -1.75, -2.25, 0.5, 0.0, -0.5, 2.25, 1.75, 1.25, 0.25, -0.25, -0.75, 2.0, 1.5, 1.0, 0.75, 0.25, -0.25, -2.25, 2.0, 1.5, 0.5, 0.0, -0.5, 2.25, 1.75, 1.25, -0.75, -1.25, -1.75, 1.0, 0.5, 0.0, -1.0, -1.5, -2.0, 0.75, 0.25, -0.25]);
   // round trip and errors
   const back = one('SpaceToDepth', [one('DepthToSpace', [d], { blocksize: 2 })], { blocksize: 2 });
   assert.deepEqual([...back.data as Float32Array], [...d.data as Float32Array]);
