@@ -309,3 +309,39 @@ test('the addon loads and runs inside a worker thread', { skip }, async () => {
   n.gemmQ8(A, 2, 64, n.packI8(W, new Float32Array([0.01, 0.02, 0.03]), 3, 64, 0, 0), 0, null, 0, 0, 0, out);
   assert.deepEqual(fromWorker, Array.from(out));
 });
+
+// ---------------------------------------------------------------------------------------------
+// Whole models through Session: native backend vs the reference backend, fp32 and int8.
+
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { loadGraph } from '../../src/api.js';
+import { quantizeModel } from '../../src/quant/quantize.js';
+import { Session } from '../../src/runtime/session.js';
+
+const MODELS = ['fashion-vgg', 'fashion-resnet', 'fashion-mobilenet', 'fashion-mlp']
+  .map((m) => fileURLToPath(new URL(`../../../models/${m}.onnx`, import.meta.url)))
+  .filter((p) => existsSync(p));
+
+test('models run on the native backend like on the reference backend (fp32 and int8 windows)', { skip: skip || (MODELS.length ? false : 'models/ not found') }, () => {
+  const r = rng(12);
+  for (const path of MODELS) {
+    for (const q of [null, { weightWindow: 'channel', activationWindow: 'row' }, { weightWindow: 64, activationWindow: 32 }] as const) {
+      const mk = () => {
+        const m = loadGraph(path);
+        return q ? quantizeModel(m, q as Parameters<typeof quantizeModel>[1]).model : m;
+      };
+      const nat = Session.create(mk(), { backend: 'native' });
+      const ref = Session.create(mk(), { backend: 'ref' });
+      const inp = nat.inputs[0]!;
+      const shape = (inp.shape ?? []).map((d) => (typeof d === 'number' && d > 0 ? d : 2));
+      const x = Tensor.from('float32', shape, floats(r, shape.reduce((a, b) => a * b, 1)).map(Math.abs));
+      const got = nat.runSync({ [inp.name]: x }), want = ref.runSync({ [inp.name]: x });
+      assert.ok(nat.kernelSummary.fast > 0, `${path}: no node ran a native kernel`);
+      if (q) assert.ok(nat.model.graph.nodes.some((n) => n.domain === 'q8'), `${path}: quantized model has no q8 nodes`);
+      for (const o of nat.outputs) {
+        close(got[o.name]!, want[o.name]!, q ? 1e-4 : 1e-3, `${path} ${q ? JSON.stringify(q) : 'fp32'} output ${o.name}`, q ? 1e-5 : 1e-4);
+      }
+    }
+  }
+});
