@@ -116,21 +116,25 @@ function smallM(
     }
     return;
   }
-  // Columns of op(B) are contiguous (transB): one dot product per output, unrolled by 4.
+  // Columns of op(B) are contiguous (transB): dot products, four outputs at a time sharing each a[k].
   for (let i = 0; i < M; i++) {
     const a0 = aOff + i * aRow;
-    for (let j = 0; j < N; j++) {
-      const b0 = bOff + j * bCol;
+    const c0 = cOff + i * ldc;
+    let j = 0;
+    for (; j + 3 < N; j += 4) {
+      const b0 = bOff + j * bCol, b1 = b0 + bCol, b2 = b1 + bCol, b3 = b2 + bCol;
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      let k = 0;
-      if (aCol === 1) {
-        for (; k + 3 < K; k += 4) {
-          s0 += A[a0 + k] * B[b0 + k]; s1 += A[a0 + k + 1] * B[b0 + k + 1];
-          s2 += A[a0 + k + 2] * B[b0 + k + 2]; s3 += A[a0 + k + 3] * B[b0 + k + 3];
-        }
+      for (let k = 0; k < K; k++) {
+        const a = A[a0 + k * aCol];
+        s0 += a * B[b0 + k]; s1 += a * B[b1 + k]; s2 += a * B[b2 + k]; s3 += a * B[b3 + k];
       }
-      for (; k < K; k++) s0 += A[a0 + k * aCol] * B[b0 + k];
-      C[cOff + i * ldc + j] += alpha * (s0 + s1 + s2 + s3);
+      C[c0 + j] += alpha * s0; C[c0 + j + 1] += alpha * s1; C[c0 + j + 2] += alpha * s2; C[c0 + j + 3] += alpha * s3;
+    }
+    for (; j < N; j++) {
+      const b0 = bOff + j * bCol;
+      let s = 0;
+      for (let k = 0; k < K; k++) s += A[a0 + k * aCol] * B[b0 + k];
+      C[c0 + j] += alpha * s;
     }
   }
 }
