@@ -34,6 +34,15 @@ constexpr int CMI = 4;
 #endif
 constexpr int CNV = (Q8_W == 512) ? 3 : 3;  // conv tile pixel vectors
 
+// Waking the pool costs microseconds; tiny layers run on the calling thread.
+static void run_tasks(int n, TaskFn fn, void* ctx, double macs) {
+  if (macs < 2e5) {
+    for (int t = 0; t < n; t++) fn(ctx, t, 0);
+  } else {
+    parallel_for(n, fn, ctx);
+  }
+}
+
 inline F clampv(F v, const Epi& e) { return V::min(V::max(v, V::fset(e.lo)), V::fset(e.hi)); }
 
 // ---------------------------------------------------------------- GEMM, int8
@@ -202,7 +211,7 @@ static void split(int nrb, int npanel, int& ncc, int& ppc) {
 static void gemm_q8(const PackQ8Gemm& P, const float* A, int M, const Epi& e, float* out) {
   GemmQ8Ctx c{&P, A, M, &e, out, (M + MRQ - 1) / MRQ, 1, P.npanel};
   split(c.nrb, P.npanel, c.ncc, c.ppc);
-  parallel_for(c.nrb * c.ncc, gemm_q8_task, &c);
+  run_tasks(c.nrb * c.ncc, gemm_q8_task, &c, (double)M * P.N * P.K);
 }
 
 // ---------------------------------------------------------------- GEMM, fp32
@@ -265,7 +274,7 @@ static void gemm_f32_task(void* vc, int t, int) {
 static void gemm_f32(const PackF32Gemm& P, const float* A, int M, const Epi& e, float* out) {
   GemmF32Ctx c{&P, A, M, &e, out, (M + MRF - 1) / MRF, 1, P.npanel};
   split(c.nrb, P.npanel, c.ncc, c.ppc);
-  parallel_for(c.nrb * c.ncc, gemm_f32_task, &c);
+  run_tasks(c.nrb * c.ncc, gemm_f32_task, &c, (double)M * P.N * P.K);
 }
 
 // ---------------------------------------------------------------- Conv: pixel maps
@@ -624,15 +633,15 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) {
     c.nsplit = conv_split(batch * c.npanel, P.M);
-    parallel_for(batch * c.npanel * c.nsplit, dw_q8_task, &c);
+    run_tasks(batch * c.npanel * c.nsplit, dw_q8_task, &c, (double)batch * OHW * P.M * P.Kg);
     return;
   }
   if (P.tapmajor) {
     // slot 3 of thread 0 is not used by the tasks
     c.cmax = (const float*)scratch(0, 3).get(sizeof(float) * ((size_t)batch * P.group * G.H * G.W + 64));
-    parallel_for(batch * P.group, cmax_task, &c);
+    run_tasks(batch * P.group, cmax_task, &c, (double)batch * G.C * G.H * G.W * 4);
   }
-  parallel_for(batch * P.group * c.npanel * c.nsplit, conv_q8_task, &c);
+  run_tasks(batch * P.group * c.npanel * c.nsplit, conv_q8_task, &c, (double)batch * OHW * P.M * P.Kg);
 }
 
 // ---------------------------------------------------------------- Conv, fp32
@@ -770,14 +779,14 @@ static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const f
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) {
     c.nsplit = conv_split(batch * c.npanel, P.M);
-    parallel_for(batch * c.npanel * c.nsplit, dw_f32_task, &c);
+    run_tasks(batch * c.npanel * c.nsplit, dw_f32_task, &c, (double)batch * OHW * P.M * P.Kg);
   }
   else {
     // Up to 4 panels per task while every thread still gets several tasks.
     int tasks = batch * P.group * c.npanel;
     c.ppg = std::max(1, std::min(4, tasks / (4 * pool_threads())));
     int ngrp = (c.npanel + c.ppg - 1) / c.ppg;
-    parallel_for(batch * P.group * ngrp * c.nsplit, conv_f32_task, &c);
+    run_tasks(batch * P.group * ngrp * c.nsplit, conv_f32_task, &c, (double)batch * OHW * P.M * P.Kg);
   }
 }
 
