@@ -417,3 +417,20 @@ test('NonMaxSuppression on many random boxes equals an all-pairs greedy selectio
   assert.ok(kept.length > 100 && kept.length < n - 100);
   assert.deepEqual(sel!.toNumbers().filter((_, i) => i % 3 === 2), kept);
 });
+
+test('pools and matrix ops reject bad inputs with Q8Error', () => {
+  const x = sq([1, 2, 4, 4]);
+  assert.throws(() => runOp('MaxPool', [x], {}), /kernel_shape/);
+  assert.throws(() => runOp('MaxPool', [x], { kernel_shape: [2] }), /kernel_shape/);
+  assert.throws(() => runOp('MaxPool', [x], { kernel_shape: [2, 2], strides: [0, 1] }), /strides/);
+  assert.throws(() => runOp('MaxPool', [x], { kernel_shape: [2, 2], storage_order: 2 }), /storage_order/);
+  assert.throws(() => runOp('MaxPool', [x], { kernel_shape: [5, 5] }), /smaller than the window/);
+  assert.throws(() => runOp('AveragePool', [Tensor.from('int32', [1, 1, 2, 2], [1, 2, 3, 4])], { kernel_shape: [2, 2] }), /dtype int32/);
+  assert.throws(() => runOp('MaxPool', [Tensor.from('int64', [1, 1, 2, 2], [1n, 2n, 3n, 4n])], { kernel_shape: [2, 2] }), /dtype int64/);
+  assert.throws(() => runOp('Gemm', [sq([2, 3]), Tensor.from('float64', [3, 2], seq(6))]), /same dtype/);
+  assert.throws(() => runOp('Gemm', [sq([2, 3, 1]), sq([3, 2])]), /2-D/);
+  assert.throws(() => runOp('MatMul', [Tensor.from('bool', [2, 2], [1, 0, 1, 1]), Tensor.from('bool', [2, 2], [1, 0, 1, 1])]), /dtype bool/);
+  for (const bad of [() => runOp('MaxPool', [x], {}), () => runOp('MatMul', [sq([2, 3]), sq([2, 3])])]) {
+    assert.throws(bad, (e: unknown) => e instanceof Q8Error && /node 'MaxPool'|node 'MatMul'/.test((e as Error).message));
+  }
+});
