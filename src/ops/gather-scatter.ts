@@ -82,6 +82,29 @@ function gatherRows(dst: Float64Array, src: Float64Array, idx: Float64Array, out
 const gatherRowsFor = perElementType(gatherRows as (...a: never[]) => void) as unknown as
   (data: TensorData) => (dst: TensorData, src: TensorData, idx: Float64Array, outer: number, dim: number, inner: number) => void;
 
+/**
+ * GatherElements' loop: out[i] = src[offset of i with the axis coordinate replaced by idx[i]].
+ * Self-contained for perElementType.
+ */
+function gatherElements(dst: Float64Array, src: Float64Array, idx: Float64Array, shape: readonly number[], strides: readonly number[], axis: number): void {
+  const r = shape.length;
+  const total = dst.length;
+  const pos = new Array<number>(r).fill(0);
+  const sa = strides[axis]!;
+  let off = 0;
+  for (let f = 0; f < total; f++) {
+    dst[f] = src[off + (idx[f]! - pos[axis]!) * sa]!;
+    for (let a = r - 1; a >= 0; a--) {
+      off += strides[a]!;
+      if (++pos[a]! < shape[a]!) break;
+      off -= strides[a]! * shape[a]!;
+      pos[a] = 0;
+    }
+  }
+}
+const gatherElementsFor = perElementType(gatherElements as (...a: never[]) => void) as unknown as
+  (data: TensorData) => (dst: TensorData, src: TensorData, idx: Float64Array, shape: readonly number[], strides: readonly number[], axis: number) => void;
+
 /** Visit every index of `shape` with its offset under `strides` and its flat position. */
 function forEachOffset(shape: Shape, strides: readonly number[], fn: (flat: number, off: number, idx: number[]) => void): void {
   const r = shape.length;
@@ -114,9 +137,7 @@ const GatherElements: OpSchema = {
     }
     const out = alloc(ctx, x.dtype, ind.shape);
     const xs = stridesOf(x.shape);
-    const sa = xs[axis]!;
-    const O = out.data as unknown[], X = x.data as unknown[];
-    forEachOffset(ind.shape, xs, (f, off, i) => { O[f] = X[off - i[axis]! * sa + idx[f]! * sa]; });
+    if (out.size > 0) gatherElementsFor(x.data)(out.data, x.data, idx, ind.shape, xs, axis);
     return [out];
   },
 };
