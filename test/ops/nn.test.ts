@@ -434,3 +434,13 @@ test('pools and matrix ops reject bad inputs with Q8Error', () => {
     assert.throws(bad, (e: unknown) => e instanceof Q8Error && /node 'MaxPool'|node 'MatMul'/.test((e as Error).message));
   }
 });
+
+test('Conv 1-D (depthwise and grouped) equals the 2-D computation with a unit height', () => {
+  const r = rng(10);
+  for (const [C, M, group, k] of [[4, 8, 4, 3], [6, 4, 2, 2]] as const) {
+    const x = rand([2, C, 9], r), w = rand([M, C / group, k], r), b = rand([M], r);
+    const [y] = runOp('Conv', [x, w, b], { group, strides: [2], pads: [1, 2], dilations: [2] });
+    const want = naiveConv2d(x.reshape([2, C, 1, 9]), w.reshape([M, C / group, 1, k]), b, [1, 2], [0, 1, 0, 2], [1, 2], group);
+    close(y!, [want.shape[0]!, want.shape[1]!, want.shape[3]!], want.data, 1e-5);
+  }
+});
