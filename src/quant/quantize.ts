@@ -44,8 +44,9 @@ export interface QuantizeOptions {
 
 export interface LayerReport {
   name: string;
-  opType: 'Conv' | 'Gemm' | 'MatMul';
-  kind: 'conv' | 'depthwise' | 'gemm' | 'matmul';
+  opType: 'Conv' | 'Gemm' | 'MatMul' | 'LSTM' | 'GRU' | 'RNN';
+  /** 'rnn': an LSTM/GRU/RNN weight (W or R); stored int8, computed in fp32 by q8 for now. */
+  kind: 'conv' | 'depthwise' | 'gemm' | 'matmul' | 'rnn';
   /** Weight as [N outputs, K inputs per output]. */
   N: number;
   K: number;
@@ -87,7 +88,9 @@ export interface QuantizeResult {
 interface Layer {
   name: string;
   node: Node;
-  opType: 'Conv' | 'Gemm' | 'MatMul';
+  opType: LayerReport['opType'];
+  /** Which node input holds the weight (1, or 2 for an RNN's R). */
+  input: number;
   kind: LayerReport['kind'];
   N: number;
   K: number;
@@ -141,31 +144,47 @@ export function quantizeModel(model: Model, options: QuantizeOptions = {}): Quan
     if (acc) {
       const minCos = typeof acc === 'object' && acc.minCosine !== undefined ? acc.minCosine : 0.999;
       if (!(outputCos >= minCos)) {
-        // Most damaging first; find the fewest exclusions that meet the tolerance (doubling, then bisection).
-        const order = layers.filter((l) => !l.excluded).sort((a, b) => (a.cos - b.cos) || (a.sqnr - b.sqnr));
-        const attempt = (k: number) => {
-          for (const l of order) l.excluded = undefined;
+        // Two orders in which to give layers back to fp32: most damaging first (by the layer's own
+        // output error), and network order (errors in early layers grow through deep networks).
+        // For each, the fewest layers that meet the tolerance (doubling, then bisection); the order
+        // that keeps fewer fp32 weight bytes wins.
+        const active = layers.filter((l) => !l.excluded);
+        const byDamage = [...active].sort((a, b) => (damage(b) - damage(a)) || (a.sqnr - b.sqnr));
+        const evaluate = (order: Layer[], k: number) => {
+          for (const l of active) l.excluded = undefined;
           for (const l of order.slice(0, k)) l.excluded = 'accuracy';
           const m = writeQuantized(model, layers, weightWindow, actWindow);
-          return { m, c: outputCosine(m, samples, fp32Outputs) };
+          return { m, c: outputCosine(m, samples, fp32Outputs), k, order };
         };
-        let hi = 1, best = attempt(1);
-        while (!(best.c >= minCos) && hi < order.length) { hi = Math.min(order.length, hi * 2); best = attempt(hi); }
-        let lo = Math.floor(hi / 2);
-        while (hi - lo > 1) {
-          const mid = (lo + hi) >> 1;
-          const r = attempt(mid);
-          if (r.c >= minCos) { hi = mid; best = r; } else lo = mid;
-        }
-        const fin = attempt(hi);
+        const search = (order: Layer[]) => {
+          let hi = 1, best = evaluate(order, 1);
+          while (!(best.c >= minCos) && hi < order.length) { hi = Math.min(order.length, hi * 2); best = evaluate(order, hi); }
+          let lo = Math.floor(hi / 2);
+          while (hi - lo > 1) {
+            const mid = (lo + hi) >> 1;
+            const r = evaluate(order, mid);
+            if (r.c >= minCos) { hi = mid; best = r; } else lo = mid;
+          }
+          return best.k === hi ? best : evaluate(order, hi);
+        };
+        const bytes = (r: { order: Layer[]; k: number }) => r.order.slice(0, r.k).reduce((a, l) => a + l.N * l.K, 0);
+        const a1 = search(byDamage), a2 = search(active);
+        const ok1 = a1.c >= minCos, ok2 = a2.c >= minCos;
+        const fin = ok1 && (!ok2 || bytes(a1) <= bytes(a2)) ? a1 : ok2 ? a2 : a1.c >= a2.c ? a1 : a2;
+        for (const l of active) l.excluded = fin.order.indexOf(l) < fin.k && fin.order.includes(l) ? 'accuracy' : undefined;
         q = fin.m;
         outputCos = fin.c;
-        keptFp32.push(...order.slice(0, hi).map((l) => l.name));
+        keptFp32.push(...fin.order.slice(0, fin.k).map((l) => l.name));
       }
     }
   }
   const report = makeReport(layers, type.name, String(actWindow), outputCos, samples.length, keptFp32, weightWindow, (performance.now() - t0) / 1000);
   return { model: q, report };
+}
+
+/** How much a layer hurts: 1 - output cosine, or the weight noise-to-signal ratio without samples. */
+function damage(l: { cos: number; sqnr: number }): number {
+  return Number.isNaN(l.cos) ? Math.pow(10, -l.sqnr / 10) : 1 - l.cos;
 }
 
 function kernelSize(shape: readonly number[]): number {
@@ -181,7 +200,7 @@ function findLayers(model: Model, exclude: readonly string[], actBlock: number, 
     if (n.domain !== '') continue;
     const name = n.name || n.outputs[0] || '';
     let layer: Layer | undefined;
-    const base = { name, node: n, actBlock, actWindow, excluded: undefined as string | undefined, sqnr: NaN, cos: NaN };
+    const base = { name, node: n, input: 1, actBlock, actWindow, excluded: undefined as string | undefined, sqnr: NaN, cos: NaN };
     if (n.opType === 'Conv') {
       const W = cst(n.inputs[1]);
       if (!W || W.dtype !== 'float32' || (W.rank !== 3 && W.rank !== 4)) continue;
@@ -213,6 +232,18 @@ function findLayers(model: Model, exclude: readonly string[], actBlock: number, 
       if (!W || W.dtype !== 'float32' || W.rank !== 2) continue;
       const [K, N] = W.shape as [number, number];
       layer = { ...base, opType: 'MatMul', kind: 'matmul', N, K, w: toNK(W.data as Float32Array, K, N, false, 1) };
+    }
+    else if (n.opType === 'LSTM' || n.opType === 'GRU' || n.opType === 'RNN') {
+      // Both weight matrices, each [dirs, gates·H, K]: one output row per (direction, gate unit).
+      for (const input of [1, 2]) {
+        const W = cst(n.inputs[input]);
+        if (!W || W.dtype !== 'float32' || W.rank !== 3) continue;
+        const N = W.shape[0]! * W.shape[1]!, K = W.shape[2]!;
+        const l: Layer = { ...base, name: `${name}.${input === 1 ? 'W' : 'R'}`, input, opType: n.opType, kind: 'rnn', N, K, w: W.data as Float32Array, wShape: W.shape };
+        if (ex.has(name) || ex.has(l.name) || ex.has(n.opType) || ex.has('rnn')) l.excluded = 'excluded';
+        layers.push(l);
+      }
+      continue;
     }
     if (!layer) continue;
     if (ex.has(name) || ex.has(n.outputs[0] ?? '') || ex.has(n.opType) || ex.has(layer.kind)) layer.excluded = 'excluded';
@@ -253,8 +284,11 @@ export function cloneModel(m: Model): Model {
 function writeQuantized(model: Model, layers: Layer[], weightWindow: WeightWindow, actWindow: ActivationWindow): Model {
   const m = cloneModel(model);
   const g = m.graph;
-  const byNode = new Map<Node, Layer>();
-  model.graph.nodes.forEach((n, i) => { const l = layers.find((x) => x.node === n); if (l && !l.excluded) byNode.set(m.graph.nodes[i]!, l); });
+  const byNode = new Map<Node, Layer[]>();
+  model.graph.nodes.forEach((n, i) => {
+    const ls = layers.filter((x) => x.node === n && !x.excluded);
+    if (ls.length) byNode.set(m.graph.nodes[i]!, ls);
+  });
   const taken = new Set<string>(g.initializers.keys());
   for (const n of g.nodes) for (const o of n.outputs) taken.add(o);
   for (const i of g.inputs) taken.add(i.name);
@@ -263,14 +297,24 @@ function writeQuantized(model: Model, layers: Layer[], weightWindow: WeightWindo
   const out: Node[] = [];
   const perLayerAct: Record<string, string> = {};
   for (const n of g.nodes) {
-    const l = byNode.get(n);
-    if (!l || !l.qw) { out.push(n); continue; }
+    for (const l of byNode.get(n) ?? []) {
+    if (!l.qw) continue;
     const qw = l.qw;
     const base = l.name.replace(/[^A-Za-z0-9_.-]/g, '_');
     const qName = fresh(`${base}.weight_int8`), sName = fresh(`${base}.weight_scale`);
     const dqOut = fresh(`${base}.weight_dq`);
     const nb = qw.scales.length / qw.N;
-    if (l.opType === 'Conv') {
+    if (l.kind === 'rnn') {
+      // [dirs·gates·H, K] int8 → DQ (per row, or blocks along K) → Reshape to [dirs, gates·H, K].
+      g.initializers.set(qName, Tensor.from('int8', [qw.N, qw.K], qw.q));
+      g.initializers.set(sName, Tensor.from('float32', blocked ? [qw.N, nb] : [qw.N], qw.scales));
+      const flat = fresh(`${base}.weight_dq2d`);
+      out.push(dq(fresh(`${base}_weight_dq`), qName, sName, flat, blocked ? 1 : 0, blocked ? qw.block : 0));
+      const shp = fresh(`${base}.weight_shape`);
+      g.initializers.set(shp, Tensor.from('int64', [3], l.wShape!.map((d) => BigInt(d))));
+      out.push({ name: fresh(`${base}_weight_reshape`), opType: 'Reshape', domain: '', inputs: [flat, shp], outputs: [dqOut], attrs: {} });
+      n.inputs[l.input] = dqOut;
+    } else if (l.opType === 'Conv') {
       const W = { shape: l.wShape!, rank: l.wShape!.length };
       if (!blocked) {
         g.initializers.set(qName, Tensor.from('int8', W.shape, qw.q));
@@ -315,6 +359,7 @@ function writeQuantized(model: Model, layers: Layer[], weightWindow: WeightWindo
       n.inputs[1] = dqOut;
     }
     if (l.actWindow !== String(actWindow)) perLayerAct[n.name] = l.actWindow;
+    }
     out.push(n);
   }
   g.nodes = out;
@@ -382,10 +427,10 @@ export function runCapturing(model: Model, names: readonly string[], samples: re
 /** Per-layer cosine of the int8 kernel vs fp32 on the fp32 layer inputs; returns the fp32 runs. */
 function layerCosines(model: Model, layers: Layer[], samples: readonly Feeds[]): Record<string, Tensor>[] {
   const names: string[] = [];
-  for (const l of layers) names.push(l.node.inputs[0]!, l.node.outputs[0]!);
+  for (const l of layers) if (l.kind !== 'rnn') names.push(l.node.inputs[0]!, l.node.outputs[0]!);
   const runs = runCapturing(model, names, samples);
   for (const l of layers) {
-    if (!l.qw) continue;
+    if (!l.qw || l.kind === 'rnn') continue;
     let worst = 1;
     for (const r of runs) {
       const x = r[l.node.inputs[0]!], y = r[l.node.outputs[0]!];
@@ -440,8 +485,7 @@ function makeReport(layers: Layer[], typeName: string, actWindow: string, output
     worst: false,
   }));
   const q = rows.filter((r) => r.quantized);
-  const key = (r: LayerReport) => (Number.isNaN(r.cosine) ? 1 - 1 / (1 + Math.pow(10, r.sqnrDb / 10)) : r.cosine);
-  const sorted = [...q].sort((a, b) => key(a) - key(b) || a.sqnrDb - b.sqnrDb);
+  const sorted = [...q].sort((a, b) => damage({ cos: b.cosine, sqnr: b.sqnrDb }) - damage({ cos: a.cosine, sqnr: a.sqnrDb }) || a.sqnrDb - b.sqnrDb);
   const nWorst = Math.min(3, Math.max(1, Math.ceil(q.length / 10)));
   const worst = sorted.slice(0, q.length ? nWorst : 0).map((r) => r.name);
   for (const r of rows) r.worst = worst.includes(r.name);
