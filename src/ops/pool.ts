@@ -37,13 +37,12 @@ function tapsOf(g: SpatialGeom, d: number): Taps {
   for (let o = 0; o < O; o++) {
     const st = o * s - g.padsBegin[d];
     t.start[o] = st;
-    let lo = 0, hi = 0, padHi = 0;
-    while (lo < k && st + lo * dl < 0) lo++;
-    hi = lo;
-    while (hi < k && st + hi * dl < n) hi++;
-    padHi = hi;
+    // Closed forms, not tap-by-tap loops: kernel_shape is an attribute and may be absurdly large.
+    const firstAtOrAbove = (limit: number) => Math.max(0, Math.ceil((limit - st) / dl));
+    const lo = Math.min(k, firstAtOrAbove(0));
+    const hi = Math.max(lo, Math.min(k, firstAtOrAbove(n)));
     // Taps inside the explicit end padding count for count_include_pad; ceil-mode overhang does not.
-    while (padHi < k && st + padHi * dl < n + g.padsEnd[d]) padHi++;
+    const padHi = Math.max(hi, Math.min(k, firstAtOrAbove(n + g.padsEnd[d])));
     t.lo[o] = lo; t.hi[o] = hi; t.padHi[o] = padHi;
   }
   return t;

@@ -444,3 +444,14 @@ test('Conv 1-D (depthwise and grouped) equals the 2-D computation with a unit he
     close(y!, [want.shape[0]!, want.shape[1]!, want.shape[3]!], want.data, 1e-5);
   }
 });
+
+test('pool windows are bounded by the input, not by kernel_shape (huge kernels stay fast)', () => {
+  const x = f32([1, 1, 3, 1], [3, 6, 9]);
+  const k = 1e6;
+  // Window o covers rows [o - k + 1, o]: the running mean/max of the input.
+  const t0 = Date.now();
+  close(runOp('AveragePool', [x], { kernel_shape: [k, 1], pads: [k - 1, 0, 0, 0] })[0]!, [1, 1, 3, 1], [3, 4.5, 6]);
+  close(runOp('MaxPool', [x], { kernel_shape: [k, 1], pads: [k - 1, 0, 0, 0] })[0]!, [1, 1, 3, 1], [3, 6, 9]);
+  close(runOp('AveragePool', [x], { kernel_shape: [k, 1], pads: [k - 1, 0, 0, 0], count_include_pad: 1 })[0]!, [1, 1, 3, 1], [3 / k, 9 / k, 18 / k]);
+  assert.ok(Date.now() - t0 < 1000);
+});
