@@ -9,14 +9,30 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { Q8Error } from '../core/errors.js';
 import type { Model } from '../graph/ir.js';
-import { loadBigDL } from './bigdl/index.js';
-import { loadCaffe } from './caffe/index.js';
+import { listOps } from '../ops/index.js';
+import { BIGDL_MODULES, loadBigDL } from './bigdl/index.js';
+import { CAFFE_LAYERS, loadCaffe } from './caffe/index.js';
 import { loadOnnxFile } from './onnx/index.js';
-import { loadTensorFlow } from './tensorflow/index.js';
-import { loadTfjs } from './tfjs/index.js';
+import { loadTensorFlow, TENSORFLOW_OPS } from './tensorflow/index.js';
+import { loadTfjs, TFJS_LAYERS } from './tfjs/index.js';
 
 export type ModelFormat = 'onnx' | 'caffe' | 'tensorflow' | 'tfjs' | 'bigdl';
 export const MODEL_FORMATS: readonly ModelFormat[] = ['onnx', 'caffe', 'tensorflow', 'tfjs', 'bigdl'];
+
+/**
+ * What each format's loader accepts, as data (the README's support table is generated from this):
+ * Caffe layer types, TensorFlow ops, TF.js layers-model classes (graph models use the TensorFlow
+ * ops), BigDL module types, and the ONNX operators of the registry (default domain).
+ */
+export function supportedByFormat(): Record<ModelFormat, readonly string[]> {
+  return {
+    onnx: listOps().filter((o) => !o.domain).map((o) => o.opType),
+    caffe: CAFFE_LAYERS,
+    tensorflow: TENSORFLOW_OPS,
+    tfjs: TFJS_LAYERS,
+    bigdl: BIGDL_MODULES,
+  };
+}
 
 export interface LoadModelOptions {
   /** Force the format instead of detecting it. */

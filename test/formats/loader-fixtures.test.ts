@@ -9,6 +9,9 @@ import { readFileSync } from 'node:fs';
 import { Q8Error } from '../../src/core/errors.js';
 import { detectFormat, loadModel } from '../../src/formats/detect.js';
 import { loadCaffeFiles } from '../../src/formats/caffe/index.js';
+import { decodeOnnx, encodeOnnx } from '../../src/formats/onnx/index.js';
+import type { Model } from '../../src/graph/ir.js';
+import { quantize } from '../../src/quant/quantize.js';
 import { Session } from '../../src/runtime/session.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { argmaxRows, fixture, maxAbsDiff, mnist, needFixtures, needPython, pyReference, randn, rng } from './loader-helpers.js';
@@ -19,17 +22,26 @@ test('Caffe LeNet (BVLC) top-1 on the MNIST test set is 0.9914 with input = pixe
   const model = loadModel(fixture('lenet_iter_10000.caffemodel'), { prototxt: fixture('lenet.prototxt') });
   assert.deepEqual(model.graph.inputs.map((i) => i.name), ['data']);
   assert.deepEqual(model.graph.outputs.map((o) => o.name), ['prob']);
-  const s = Session.create(model);
   const n = 10000, B = 1000;
   const { images, labels } = mnist(n);
-  let ok = 0;
-  for (let i = 0; i < n; i += B) {
-    const x = new Float32Array(B * 784);
-    for (let j = 0; j < x.length; j++) x[j] = images[i * 784 + j]! * 0.00390625;
-    const p = s.runSync({ data: Tensor.from('float32', [B, 1, 28, 28], x) }).prob!;
-    argmaxRows(p.toFloat32(), B, 10).forEach((c, k) => { if (c === labels[i + k]) ok++; });
-  }
-  assert.equal(ok / n, 0.9914);
+  const top1 = (m: Model) => {
+    const s = Session.create(m);
+    let ok = 0;
+    for (let i = 0; i < n; i += B) {
+      const x = new Float32Array(B * 784);
+      for (let j = 0; j < x.length; j++) x[j] = images[i * 784 + j]! * 0.00390625;
+      const p = s.runSync({ data: Tensor.from('float32', [B, 1, 28, 28], x) }).prob!;
+      argmaxRows(p.toFloat32(), B, 10).forEach((c, k) => { if (c === labels[i + k]) ok++; });
+    }
+    return ok / n;
+  };
+  const fp32 = top1(model);
+  assert.equal(fp32, 0.9914);
+  // As `q8 convert --from caffe --quantize` does: quantize, write standard ONNX, read it back.
+  const onnx = encodeOnnx(quantize(loadModel(fixture('lenet_iter_10000.caffemodel'), { prototxt: fixture('lenet.prototxt') })));
+  const int8 = top1(decodeOnnx(onnx));
+  console.log(`# Caffe LeNet top-1: fp32 ${fp32}, int8 (converted to ONNX) ${int8}`);
+  assert.ok(fp32 - int8 <= 0.001, `int8 drop ${(fp32 - int8) * 100} points`);
 });
 
 test('TensorFlow frozen graphs (BigDL test resources) equal an independent numpy evaluation (max abs err ≤ 1e-5)', {
