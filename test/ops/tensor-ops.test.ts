@@ -195,3 +195,19 @@ test('data movement keeps every storage type exact: string, bool, int8, uint64, 
   same(one('Expand', [Tensor.from('uint64', [1], [18446744073709551615n]), i64([2])]), [2], [18446744073709551615n, 18446744073709551615n]);
   same(one('Gather', [Tensor.from('float64', [3], [0.1, 0.2, 0.3]), i64([2, 0])]), [2], [0.3, 0.1]);
 });
+
+test('legacy opsets: Concat-1 default axis, Split-1 split input, Split-2 attribute, Slice-1 without axes, Dropout-6', () => {
+  const a = Tensor.from('int32', [2, 1], [1, 2]);
+  same(one('Concat', [a, a], {}, 1), [2, 2], [1, 1, 2, 2]);
+  assert.throws(() => one('Concat', [a, a], {}, 4), Q8Error); // axis became required
+  const x = Tensor.from('int32', [5], [0, 1, 2, 3, 4]);
+  const s1 = runMulti('Split', [x, i64([3, 2])], {}, 1, 2);
+  same(s1[0]!, [3], [0, 1, 2]);
+  const s2 = runMulti('Split', [x], { split: [1, 4] }, 2, 2);
+  same(s2[1]!, [4], [1, 2, 3, 4]);
+  same(one('Slice', [seq([3, 4])], { starts: [1, -3], ends: [2, -1] }, 1), [1, 2], [1.25, 1]); // row 1 of seq: 1.5 1.25 1 0.75
+  const [y, m] = runMulti('Dropout', [seq([2, 2])], { is_test: 1, ratio: 0.3 }, 6, 2);
+  assert.deepEqual(y!.toNumbers(), seq([2, 2]).toNumbers());
+  assert.equal(m!.dtype, 'float32');
+  assert.deepEqual(m!.toNumbers(), [1, 1, 1, 1]);
+});
