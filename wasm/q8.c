@@ -19,7 +19,9 @@ typedef signed char i8;
 
 #define EXPORT(name) __attribute__((export_name(#name)))
 #define INLINE static inline __attribute__((always_inline))
+#ifndef MR
 #define MR 4
+#endif
 #define NR 8
 
 // ------------------------------------------------------------------------------------------ allocator
@@ -161,6 +163,12 @@ static void run_tile_f32(int mr, int nc, const float* A, int lda, const float* B
                          float* C, int ldc, int row0, int col0, const Epi* e) {
   v128_t res[MR][2];
   switch (mr) {
+#if MR >= 6
+    case 6: tile_f32(6, A, lda, Bp, K, res); break;
+#endif
+#if MR >= 5
+    case 5: tile_f32(5, A, lda, Bp, K, res); break;
+#endif
     case 4: tile_f32(4, A, lda, Bp, K, res); break;
     case 3: tile_f32(3, A, lda, Bp, K, res); break;
     case 2: tile_f32(2, A, lda, Bp, K, res); break;
@@ -218,6 +226,12 @@ static void run_tile_q8(int mr, int nc, const i16* A, int lda, const i16* Bp, in
                         float* C, int ldc, int row0, int col0, const Epi* e) {
   v128_t res[MR][2];
   switch (mr) {
+#if MR >= 6
+    case 6: tile_q8(6, A, lda, Bp, K, cb, rs, nbr, br, cs, bc, res); break;
+#endif
+#if MR >= 5
+    case 5: tile_q8(5, A, lda, Bp, K, cb, rs, nbr, br, cs, bc, res); break;
+#endif
     case 4: tile_q8(4, A, lda, Bp, K, cb, rs, nbr, br, cs, bc, res); break;
     case 3: tile_q8(3, A, lda, Bp, K, cb, rs, nbr, br, cs, bc, res); break;
     case 2: tile_q8(2, A, lda, Bp, K, cb, rs, nbr, br, cs, bc, res); break;
