@@ -144,7 +144,8 @@ function runConv(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): T
   return [Y];
 }
 
-function to2D(g: SpatialGeom, C: number): Conv2DGeom {
+/** The 2-D im2col geometry of a 1-D or 2-D window (1-D becomes height 1) for C channels per group. */
+export function to2D(g: SpatialGeom, C: number): Conv2DGeom {
   if (g.nd === 1) {
     return { C, H: 1, W: g.inDims[0], kh: 1, kw: g.kDims[0], sh: 1, sw: g.strides[0], dh: 1, dw: g.dilations[0],
       padTop: 0, padLeft: g.padsBegin[0], OH: 1, OW: g.outDims[0] };
