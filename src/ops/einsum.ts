@@ -99,6 +99,34 @@ const Einsum: OpSchema = {
     const idx = new Array<number>(L).fill(0);
     const offs = new Array<number>(nIn).fill(0);
     const R = result.data as unknown as number[];
+    const advance = (from: number, to: number): void => {
+      for (let a = from; a >= to; a--) {
+        for (let j = 0; j < nIn; j++) offs[j]! += strides[j]![a]!;
+        if (++idx[a]! < dims[a]!) break;
+        for (let j = 0; j < nIn; j++) offs[j]! -= strides[j]![a]! * dims[a]!;
+        idx[a] = 0;
+      }
+    };
+    if (!big && nIn <= 2) {
+      // One or two number operands: the innermost summed label runs as a tight dot-product loop.
+      const A = datas[0]!, B = datas[1];
+      const hasSum = L > nO, last = L - 1;
+      const n = hasSum ? dims[last]! : 1;
+      const sa = hasSum ? strides[0]![last]! : 0, sb = hasSum && B ? strides[1]![last]! : 0;
+      const outerSum = inner / n;
+      for (let o = 0; o < nOut; o++) {
+        let acc = 0;
+        for (let q = 0; q < outerSum; q++) {
+          let pa = offs[0]!;
+          if (B) { let pb = offs[1]!; for (let i = 0; i < n; i++, pa += sa, pb += sb) acc += A[pa]! * B[pb]!; }
+          else for (let i = 0; i < n; i++, pa += sa) acc += A[pa]!;
+          advance(last - 1, nO);
+        }
+        R[o] = acc;
+        advance(nO - 1, 0);
+      }
+      return [result];
+    }
     for (let o = 0; o < nOut; o++) {
       let acc: number | bigint = big ? 0n : 0;
       for (let s = 0; s < inner; s++) {
