@@ -138,3 +138,36 @@ test('TF.js layers CNN saved by tfjs: q8 matches tfjs predictions, also with uin
   }
   for (const r of results) t.diagnostic(r);
 });
+
+test('TF.js functional (non-sequential) layers model with branches, Add, Concatenate, padding and pooling matches tfjs', async (t) => {
+  const tf = await tfjs();
+  if (!tf) { t.skip('@tensorflow/tfjs is not installed (npm i --no-save @tensorflow/tfjs)'); return; }
+  await tf.setBackend('cpu');
+  const init = (seed: number) => tf.initializers.randomNormal({ stddev: 0.3, seed });
+  const inp = tf.input({ shape: [12, 12, 3] });
+  const pad = tf.layers.zeroPadding2d({ padding: [[1, 0], [2, 1]] }).apply(inp);
+  const a = tf.layers.conv2d({ filters: 6, kernelSize: 3, activation: 'relu6', kernelInitializer: init(1), biasInitializer: init(2) }).apply(pad);
+  const b = tf.layers.conv2d({ filters: 6, kernelSize: [3, 3], strides: 1, activation: 'tanh', kernelInitializer: init(3), biasInitializer: init(4) }).apply(pad);
+  const sum = tf.layers.add().apply([a, b]);
+  const mp = tf.layers.maxPooling2d({ poolSize: 3, strides: 2, padding: 'same' }).apply(sum);
+  const ap = tf.layers.averagePooling2d({ poolSize: 2, strides: 2, padding: 'same' }).apply(sum);
+  const cat = tf.layers.concatenate({ axis: -1 }).apply([mp, ap]);
+  const gap = tf.layers.globalAveragePooling2d({}).apply(cat);
+  const gmp = tf.layers.globalMaxPooling2d({}).apply(cat);
+  const both = tf.layers.concatenate().apply([gap, gmp]);
+  const d = tf.layers.dense({ units: 5, activation: 'sigmoid', kernelInitializer: init(5), biasInitializer: init(6) }).apply(both);
+  const r = tf.layers.reshape({ targetShape: [5, 1] }).apply(d);
+  const model = tf.model({ inputs: inp, outputs: r });
+  let saved: { modelTopology: unknown; weightSpecs: Spec[]; weightData: ArrayBuffer } | undefined;
+  await model.save(tf.io.withSaveHandler(async (x: typeof saved) => { saved = x; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }));
+  const dir = mkdtempSync(join(tmpdir(), 'q8-tfjs-fn-'));
+  const path = writeModel(dir, saved!.modelTopology, saved!.weightSpecs, new Uint8Array(saved!.weightData));
+  const x = Float32Array.from({ length: 4 * 12 * 12 * 3 }, (_, i) => Math.sin(i * 0.37) + Math.cos(i * 0.011));
+  const ref = Float32Array.from(await model.predict(tf.tensor4d(x, [4, 12, 12, 3])).data());
+  const m = loadTfjs(path);
+  const s = Session.create(m);
+  const got = Object.values(s.runSync({ [s.inputs[0]!.name]: Tensor.from('float32', [4, 12, 12, 3], x) }))[0]!;
+  assert.deepEqual([...got.shape], [4, 5, 1]);
+  assert.ok(new Set(ref).size > 4);
+  assert.ok(maxAbsDiff(got.toFloat32(), ref) <= 1e-5, `max abs diff ${maxAbsDiff(got.toFloat32(), ref)}`);
+});
