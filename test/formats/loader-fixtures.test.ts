@@ -18,7 +18,7 @@ import { argmaxRows, fixture, maxAbsDiff, mnist, needFixtures, needPython, pyRef
 
 test('Caffe LeNet (BVLC) top-1 on the MNIST test set is 0.9914 with input = pixel × 0.00390625', {
   skip: needFixtures('lenet.prototxt', 'lenet_iter_10000.caffemodel', 'mnist-t10k-images-idx3-ubyte.gz'),
-}, () => {
+}, (t) => {
   const model = loadModel(fixture('lenet_iter_10000.caffemodel'), { prototxt: fixture('lenet.prototxt') });
   assert.deepEqual(model.graph.inputs.map((i) => i.name), ['data']);
   assert.deepEqual(model.graph.outputs.map((o) => o.name), ['prob']);
@@ -40,13 +40,13 @@ test('Caffe LeNet (BVLC) top-1 on the MNIST test set is 0.9914 with input = pixe
   // As `q8 convert --from caffe --quantize` does: quantize, write standard ONNX, read it back.
   const onnx = encodeOnnx(quantize(loadModel(fixture('lenet_iter_10000.caffemodel'), { prototxt: fixture('lenet.prototxt') })));
   const int8 = top1(decodeOnnx(onnx));
-  console.log(`# Caffe LeNet top-1: fp32 ${fp32}, int8 (converted to ONNX) ${int8}`);
+  t.diagnostic(`Caffe LeNet top-1: fp32 ${fp32}, int8 (converted to ONNX) ${int8}`);
   assert.ok(fp32 - int8 <= 0.001, `int8 drop ${(fp32 - int8) * 100} points`);
 });
 
 test('TensorFlow frozen graphs (BigDL test resources) equal an independent numpy evaluation (max abs err ≤ 1e-5)', {
   skip: needFixtures('bigdl-tf-test.pb', 'bigdl-tfnet-frozen_inference_graph.pb') || needPython(),
-}, () => {
+}, (t) => {
   const r = rng(7);
   const cases = [
     { file: 'bigdl-tf-test.pb', input: 'Placeholder', output: 'output', shape: [16, 1] },
@@ -61,7 +61,7 @@ test('TensorFlow frozen graphs (BigDL test resources) equal an independent numpy
     const ref = pyReference(['tf', fixture(c.file), c.input, c.output], { shape: c.shape, data: Array.from(x) });
     assert.deepEqual([...got.shape], ref.shape);
     const err = maxAbsDiff(got.toFloat32(), ref.data);
-    console.log(`# ${c.file}: max abs error vs numpy = ${err.toExponential(2)}`);
+    t.diagnostic(`${c.file}: max abs error vs numpy = ${err.toExponential(2)}`);
     assert.ok(err <= 1e-5, `${c.file}: max abs error ${err}`);
   }
 });
@@ -74,7 +74,7 @@ test('TensorFlow graph with gradient ops fails to load without tfOutputs, naming
 
 test('BigDL LeNet loads, equals an independent torch evaluation, and predicts MNIST', {
   skip: needFixtures('bigdl_lenet.model', 'mnist-t10k-images-idx3-ubyte.gz') || needPython(),
-}, () => {
+}, (t) => {
   const m = loadModel(fixture('bigdl_lenet.model'));
   const weighted = m.graph.nodes.filter((n) => n.opType === 'Conv' || n.opType === 'Gemm');
   assert.equal(weighted.length, 4, '4 layers with weights');
@@ -90,7 +90,7 @@ test('BigDL LeNet loads, equals an independent torch evaluation, and predicts MN
   assert.ok(err <= 1e-5, `max abs error vs torch ${err}`);
   const pred = argmaxRows(y.toFloat32(), n, classes);
   const top1 = pred.filter((p, i) => p === labels[i]).length / n;
-  console.log(`# BigDL LeNet: ${classes} output classes, top-1 on MNIST t10k (pixel/255) = ${top1}; max abs error vs torch = ${err.toExponential(2)}`);
+  t.diagnostic(`BigDL LeNet: ${classes} output classes, top-1 on MNIST t10k (pixel/255) = ${top1}; max abs error vs torch = ${err.toExponential(2)}`);
   assert.ok(top1 >= 0 && top1 <= 1);
 });
 
