@@ -466,6 +466,74 @@ static int pixel_tile(int K, int elem) {
   return pt < NR ? NR : pt > 512 ? 512 : pt;
 }
 
+// Depthwise (one input channel per group): a direct loop over output rows, 4 output columns per vector
+// where the whole window row lies inside the input (stride 1 or 2), scalar with bounds at the edges.
+// im2col + GEMM would waste the vector width on a 1-row A operand.
+static void depthwise_f32(const float* X, const Geo* g, const float* Wt, int M, const float* bias, const Epi* e, float* out) {
+  int Mg = M / g->C, khw = g->kh * g->kw;
+  int OH = g->OH, OW = g->OW, H = g->H, W = g->W, sw = g->sw, dw = g->dw;
+  int span = (g->kw - 1) * dw;
+  // Columns whose window lies inside [0, W): ox*sw - pl >= 0 and ox*sw - pl + span < W.
+  int lo = (g->pl + sw - 1) / sw;
+  int hi = W - 1 - span + g->pl < 0 ? 0 : (W - 1 - span + g->pl) / sw + 1;
+  lo = imin(lo, OW);
+  hi = imax(lo, imin(hi, OW));
+  int vec = sw == 1 || sw == 2;
+  for (int n = 0; n < g->B; n++) {
+    for (int m = 0; m < M; m++) {
+      const float* x = X + ((size_t)n * g->C + m / Mg) * H * W;
+      const float* w = Wt + (size_t)m * khw;
+      float* y = out + ((size_t)n * M + m) * OH * OW;
+      float b = bias ? bias[m] : 0.f;
+      for (int oy = 0; oy < OH; oy++) {
+        int iy0 = oy * g->sh - g->pt;
+        float* yr = y + (size_t)oy * OW;
+        int ox = 0;
+        for (;;) {
+          int end = ox < lo ? lo : ox < hi ? hi : OW;
+          if (ox >= lo && ox < hi && vec) {
+            for (; ox + 4 <= hi; ox += 4) {
+              v128_t acc = wasm_f32x4_splat(0.f);
+              for (int ky = 0; ky < g->kh; ky++) {
+                int iy = iy0 + ky * g->dh;
+                if (iy < 0 || iy >= H) continue;
+                const float* r = x + (size_t)iy * W + ox * sw - g->pl;
+                for (int kx = 0; kx < g->kw; kx++) {
+                  v128_t v;
+                  if (sw == 1) v = wasm_v128_load(r + kx * dw);
+                  else {
+                    // Stride 2: window offsets 0, 2, 4, 6, all inside because column ox+3 is.
+                    const float* q = r + kx * dw;
+                    v = wasm_i32x4_shuffle(wasm_v128_load(q), wasm_v128_load32_splat(q + 4), 0, 2, 4, 4);
+                    v = wasm_f32x4_replace_lane(v, 3, q[6]);
+                  }
+                  acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_splat(w[ky * g->kw + kx]), v));
+                }
+              }
+              v128_t v = wasm_f32x4_add(acc, wasm_f32x4_splat(b));
+              wasm_v128_store(yr + ox, act4(v, e));
+            }
+          }
+          for (; ox < end; ox++) {
+            int ix0 = ox * sw - g->pl;
+            float acc = 0.f;
+            for (int ky = 0; ky < g->kh; ky++) {
+              int iy = iy0 + ky * g->dh;
+              if (iy < 0 || iy >= H) continue;
+              for (int kx = 0; kx < g->kw; kx++) {
+                int ix = ix0 + kx * dw;
+                if (ix >= 0 && ix < W) acc += w[ky * g->kw + kx] * x[(size_t)iy * W + ix];
+              }
+            }
+            yr[ox] = act1(acc + b, e);
+          }
+          if (ox >= OW) break;
+        }
+      }
+    }
+  }
+}
+
 EXPORT(q8_conv_f32) void q8_conv_f32(const float* X, const int* geo, const Pack* p, const float* bias,
                                      int act, float lo, float hi, float* out) {
   const Geo* g = (const Geo*)geo;
@@ -474,6 +542,7 @@ EXPORT(q8_conv_f32) void q8_conv_f32(const float* X, const int* geo, const Pack*
   int pt = pixel_tile(Kg, 4);
   float* panelsb = (float*)scratch(2, (size_t)pt * Kg * 4);
   Epi e = { bias, 1, act, lo, hi };
+  if (Cg == 1 && group > 1) { depthwise_f32(X, g, (const float*)p->data, M, bias, &e, out); return; }
   for (int n = 0; n < g->B; n++) {
     for (int gi = 0; gi < group; gi++) {
       const float* x = X + ((size_t)n * g->C + (size_t)gi * Cg) * g->H * g->W;

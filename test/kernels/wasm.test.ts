@@ -142,6 +142,9 @@ const CONV_CASES: ConvCase[] = [
   { B: 1, C: 4, H: 2, W: 70, M: 3, group: 1, k: [2, 3] },
   { B: 1, C: 130, H: 4, W: 21, M: 6, group: 1, k: [3, 3], pads: [0, 1, 0, 1] },
   { B: 1, C: 1, H: 28, W: 28, M: 8, group: 1, k: [3, 3] },
+  { B: 2, C: 24, H: 30, W: 33, M: 24, group: 24, k: [3, 3], pads: [1, 1, 1, 1] },
+  { B: 1, C: 8, H: 21, W: 40, M: 16, group: 8, k: [3, 3], strides: [2, 2], dilations: [1, 2], pads: [1, 2, 1, 2] },
+  { B: 1, C: 5, H: 1, W: 37, M: 5, group: 5, k: [1, 5], oneD: true, pads: [2, 2], strides: [2] },
 ];
 
 function convTensors(c: ConvCase, r: () => number, q8: boolean, wb: number) {
