@@ -148,3 +148,33 @@ test('TensorFlow ops: binary GraphDef, .pbtxt and TF.js graph model agree with t
     }
   }
 });
+
+test('TensorFlow NCHW data_format: Conv2D/BiasAdd/pools/FusedBatchNorm in NCHW equal the (tfjs-checked) NHWC graph', () => {
+  const r = rng(41);
+  const W = randn(r, 3 * 3 * 3 * 4, 0.5), Bv = randn(r, 4), sc = randn(r, 4, 0.2).map((v) => 1 + v), off = randn(r, 4), mean = randn(r, 4), vr = randn(r, 4, 0.2).map((v) => 1 + Math.abs(v));
+  const make = (fmt: 'NHWC' | 'NCHW') => {
+    const g = new TfGraph();
+    const s4 = (a: number, b: number) => ({ ints: fmt === 'NHWC' ? [1, a, b, 1] : [1, 1, a, b] });
+    const df = { data_format: { s: fmt } };
+    g.node('x', 'Placeholder', [], { dtype: F });
+    g.node('c', 'Conv2D', ['x', g.constF('w', [3, 3, 3, 4], W)], { T: F, strides: s4(2, 1), padding: { s: 'SAME' }, dilations: s4(1, 1), ...df });
+    g.node('b', 'BiasAdd', ['c', g.constF('bias', [4], Bv)], { T: F, ...df });
+    g.node('bn', 'FusedBatchNorm', ['b', g.constF('s', [4], sc), g.constF('o', [4], off), g.constF('m', [4], mean), g.constF('v', [4], vr)], { T: F, epsilon: { f: 0.01 }, is_training: { b: false }, ...df });
+    g.node('mp', 'MaxPool', ['bn'], { T: F, ksize: s4(2, 2), strides: s4(2, 2), padding: { s: 'VALID' }, ...df });
+    g.node('ap', 'AvgPool', ['bn'], { T: F, ksize: s4(3, 3), strides: s4(2, 2), padding: { s: 'SAME' }, ...df });
+    return loadTensorFlow(g.toBinary(), { inputs: ['x'], outputs: ['mp', 'ap'] });
+  };
+  const x = randn(rng(42), 2 * 7 * 6 * 3);
+  const xT = new Float32Array(x.length); // NHWC [2,7,6,3] → NCHW [2,3,7,6]
+  for (let n = 0; n < 2; n++) for (let h = 0; h < 7; h++) for (let w = 0; w < 6; w++) for (let c = 0; c < 3; c++) xT[((n * 3 + c) * 7 + h) * 6 + w] = x[((n * 7 + h) * 6 + w) * 3 + c]!;
+  const a = Session.create(make('NHWC')).runSync({ x: Tensor.from('float32', [2, 7, 6, 3], x) });
+  const b = Session.create(make('NCHW')).runSync({ x: Tensor.from('float32', [2, 3, 7, 6], xT) });
+  for (const o of ['mp', 'ap']) {
+    const [n, h, w, c] = a[o]!.shape as [number, number, number, number];
+    assert.deepEqual([...b[o]!.shape], [n, c, h, w]);
+    const ad = a[o]!.toFloat32(), bd = b[o]!.toFloat32();
+    let err = 0;
+    for (let i = 0; i < n; i++) for (let y = 0; y < h; y++) for (let z = 0; z < w; z++) for (let k = 0; k < c; k++) err = Math.max(err, Math.abs(ad[((i * h + y) * w + z) * c + k]! - bd[((i * c + k) * h + y) * w + z]!));
+    assert.ok(err < 1e-5, `${o}: ${err}`);
+  }
+});
