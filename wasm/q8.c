@@ -424,36 +424,48 @@ EXPORT(q8_gemm_q8) void q8_gemm_q8(const float* A, int M, int K, const Pack* p, 
 typedef struct { int B, C, H, W, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW; } Geo;
 
 // im2col for pixels p0..p0+8 of one group (x points at its first channel): panel[k*8 + j], zeros for
-// padding and for pixels past P. Eight pixels in one output row with stride 1 and no padding in reach
-// are two vector loads per k.
+// padding and for pixels past P. The 8 source offsets of each kernel tap are worked out once per panel
+// (they do not depend on the channel): a tap whose 8 pixels are consecutive inside the input is two
+// vector loads per channel, one inside but scattered is 8 plain loads, one touching padding checks each.
 static void im2col_panel(const float* x, const Geo* g, int Cg, int p0, int P, float* panel) {
+  int khw = g->kh * g->kw;
+  int* off = (int*)scratch(3, (size_t)khw * (NR + 1) * 4);
+  int* mode = off + (size_t)khw * NR;
   int oy[NR], ox[NR];
   for (int j = 0; j < NR; j++) { int p = p0 + j; oy[j] = p < P ? p / g->OW : -1; ox[j] = p < P ? p % g->OW : 0; }
-  int row = oy[NR - 1] == oy[0] && oy[0] >= 0 && g->sw == 1;
-  int ix_lo = ox[0] - g->pl, ix_hi = ox[0] - g->pl + NR - 1 + (g->kw - 1) * g->dw;
-  int fast_x = row && ix_lo >= 0 && ix_hi < g->W;
+  for (int ky = 0, t = 0; ky < g->kh; ky++) {
+    for (int kx = 0; kx < g->kw; kx++, t++) {
+      int inside = 0, consecutive = 1;
+      for (int j = 0; j < NR; j++) {
+        int iy = oy[j] * g->sh - g->pt + ky * g->dh, ix = ox[j] * g->sw - g->pl + kx * g->dw;
+        int ok = oy[j] >= 0 && iy >= 0 && iy < g->H && ix >= 0 && ix < g->W;
+        off[t * NR + j] = ok ? iy * g->W + ix : -1;
+        inside += ok;
+        if (j && off[t * NR + j] != off[t * NR] + j) consecutive = 0;
+      }
+      mode[t] = inside == NR ? (consecutive ? 0 : 1) : inside == 0 ? 3 : 2;
+    }
+  }
   size_t plane = (size_t)g->H * g->W;
   float* d = panel;
   for (int c = 0; c < Cg; c++) {
     const float* xc = x + c * plane;
-    for (int ky = 0; ky < g->kh; ky++) {
-      for (int kx = 0; kx < g->kw; kx++, d += NR) {
-        if (fast_x) {
-          int iy = oy[0] * g->sh - g->pt + ky * g->dh;
-          if (iy < 0 || iy >= g->H) {
-            wasm_v128_store(d, wasm_f32x4_splat(0.f));
-            wasm_v128_store(d + 4, wasm_f32x4_splat(0.f));
-          } else {
-            const float* s = xc + (size_t)iy * g->W + ox[0] - g->pl + kx * g->dw;
-            wasm_v128_store(d, wasm_v128_load(s));
-            wasm_v128_store(d + 4, wasm_v128_load(s + 4));
-          }
-          continue;
-        }
-        for (int j = 0; j < NR; j++) {
-          int iy = oy[j] * g->sh - g->pt + ky * g->dh, ix = ox[j] * g->sw - g->pl + kx * g->dw;
-          d[j] = (oy[j] >= 0 && iy >= 0 && iy < g->H && ix >= 0 && ix < g->W) ? xc[(size_t)iy * g->W + ix] : 0.f;
-        }
+    for (int t = 0; t < khw; t++, d += NR) {
+      const int* o = off + t * NR;
+      switch (mode[t]) {
+        case 0:
+          wasm_v128_store(d, wasm_v128_load(xc + o[0]));
+          wasm_v128_store(d + 4, wasm_v128_load(xc + o[0] + 4));
+          break;
+        case 1:
+          for (int j = 0; j < NR; j++) d[j] = xc[o[j]];
+          break;
+        case 2:
+          for (int j = 0; j < NR; j++) d[j] = o[j] >= 0 ? xc[o[j]] : 0.f;
+          break;
+        default:
+          wasm_v128_store(d, wasm_f32x4_splat(0.f));
+          wasm_v128_store(d + 4, wasm_f32x4_splat(0.f));
       }
     }
   }
