@@ -243,3 +243,26 @@ test('wasm memory is reused: packing and running many kernels does not grow it w
   assert.ok(kernels!.memoryBytes <= before + (1 << 20), `memory grew from ${before} to ${kernels!.memoryBytes}`);
   assert.ok(fk.compile({ node: n, consts: [undefined, Wq, Ws], opset: 1, threads: 0 }));
 });
+
+test('Sessions on the wasm backend match the reference on the Fashion-MNIST models, fp32 and int8', { skip }, async () => {
+  const { load } = await import('../../src/api.js');
+  const { existsSync } = await import('node:fs');
+  const r = rng(19);
+  for (const name of ['fashion-vgg', 'fashion-resnet', 'fashion-mobilenet', 'fashion-mlp']) {
+    const file = `models/${name}.onnx`;
+    if (!existsSync(file)) continue;
+    const x = Tensor.from('float32', [3, 1, 28, 28], Float32Array.from({ length: 3 * 784 }, () => r()));
+    for (const int8 of [false, true]) {
+      const mk = async (backend: 'wasm' | 'ref') => {
+        const m = await load(file, { backend });
+        return int8 ? m.quantize() : m;
+      };
+      const w = await mk('wasm'), ref = await mk('ref');
+      assert.equal(w.backend, 'wasm');
+      assert.ok(w.session.kernelSummary.fast > 0, `${name}: no node compiled to a wasm kernel`);
+      const got = await w.predict(x), want = await ref.predict(x);
+      if (int8) identical(got, want, `${name} int8 session`);
+      else close(got, want, 1e-4, `${name} fp32 session`, 1e-4);
+    }
+  }
+});
