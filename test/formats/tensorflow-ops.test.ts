@@ -94,9 +94,13 @@ function buildGraph(seed: number): { g: TfGraph; outputs: string[] } {
   g.node('id', 'Identity', ['bmm'], { T: F });
   g.constF('pv', [], [-0.5]);
   g.node('pad2', 'PadV2', ['rz', 'pads', 'pv'], { T: F, Tpaddings: I32 });
+  // Grappler/tfjs-converter fused ops.
+  g.node('fc', '_FusedConv2D', ['x', w('FW1', [3, 3, 3, 4]), w('FB1', [4])], { T: F, strides: s4(1, 1), padding: { s: 'SAME' }, data_format: { s: 'NHWC' }, dilations: s4(1, 1), fused_ops: { strs: ['BiasAdd', 'Relu'] }, num_args: { i: 1 }, epsilon: { f: 0 } });
+  g.node('fdw', 'FusedDepthwiseConv2dNative', ['fc', w('FDW', [3, 3, 4, 1]), w('FB2', [4])], { T: F, strides: s4(2, 2), padding: { s: 'VALID' }, data_format: { s: 'NHWC' }, dilations: s4(1, 1), fused_ops: { strs: ['BiasAdd', 'Relu6'] }, num_args: { i: 1 } });
+  g.node('fmm', '_FusedMatMul', ['mean', w('FW3', [8, 5]), w('FB3', [5])], { T: F, transpose_a: { b: false }, transpose_b: { b: false }, fused_ops: { strs: ['BiasAdd', 'LeakyRelu'] }, num_args: { i: 1 }, leakyrelu_alpha: { f: 0.3 }, epsilon: { f: 0 } });
   // Gradient-like junk that pruning must drop (an op q8 does not know).
   g.node('junk', 'SigmoidGrad', ['sg', 'sg'], { T: F });
-  return { g, outputs: ['sm', 'lsm', 'am', 'de', 'rz', 'dwT', 'resh', 'shapef', 'sg', 'sum', 'max', 'id', 'pad2', 'rn'] };
+  return { g, outputs: ['sm', 'lsm', 'am', 'de', 'rz', 'dwT', 'resh', 'shapef', 'sg', 'sum', 'max', 'id', 'pad2', 'rn', 'fdw', 'fmm'] };
 }
 
 function runQ8(m: Model, x: Float32Array, outputs: string[]): Record<string, Tensor> {

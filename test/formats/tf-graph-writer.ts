@@ -7,7 +7,7 @@ import { Writer } from '../../src/core/protobuf.js';
 
 export type TfDt = 'DT_FLOAT' | 'DT_INT32';
 export type A =
-  | { type: TfDt } | { i: number } | { f: number } | { b: boolean } | { s: string } | { ints: number[] } | { shape: number[] }
+  | { type: TfDt } | { i: number } | { f: number } | { b: boolean } | { s: string } | { ints: number[] } | { strs: string[] } | { shape: number[] }
   | { tensor: { dtype: TfDt; shape: number[]; data: ArrayLike<number> } };
 export interface N { name: string; op: string; inputs: string[]; attrs: Record<string, A> }
 
@@ -89,6 +89,7 @@ function attrBin(a: A): Writer {
   else if ('b' in a) w.varint(5, a.b ? 1 : 0);
   else if ('s' in a) w.string(2, a.s);
   else if ('ints' in a) w.message(1, new Writer().packedVarints(3, a.ints));
+  else if ('strs' in a) { const l = new Writer(); for (const x of a.strs) l.string(2, x); w.message(1, l); }
   else if ('shape' in a) w.message(7, shapeBin(a.shape));
   else if ('tensor' in a) {
     const t = a.tensor;
@@ -111,6 +112,7 @@ function attrText(a: A): string {
   if ('b' in a) return `b: ${a.b}`;
   if ('s' in a) return `s: "${a.s}"`;
   if ('ints' in a) return `list { ${a.ints.map((v) => `i: ${v}`).join(' ')} }`;
+  if ('strs' in a) return `list { ${a.strs.map((v) => `s: "${v}"`).join(' ')} }`;
   if ('shape' in a) return `shape { ${a.shape.map((d) => `dim { size: ${d} }`).join(' ')} }`;
   const t = a.tensor;
   const data = t.dtype === 'DT_FLOAT' ? Float32Array.from(t.data) : Int32Array.from(t.data);
@@ -126,6 +128,7 @@ function attrJson(a: A): unknown {
   if ('b' in a) return { b: a.b };
   if ('s' in a) return { s: Buffer.from(a.s).toString('base64') };
   if ('ints' in a) return { list: { i: a.ints.map(String) } };
+  if ('strs' in a) return { list: { s: a.strs.map((x) => Buffer.from(x).toString('base64')) } };
   if ('shape' in a) return { shape: { dim: a.shape.map((d) => ({ size: String(d) })) } };
   return undefined;
 }

@@ -34,6 +34,7 @@ export const TENSORFLOW_OPS: readonly string[] = [
   'FusedBatchNormV3', 'Reshape', 'Squeeze', 'ExpandDims', 'ConcatV2', 'Concat', 'Pad', 'PadV2', 'MirrorPad', 'Mean', 'Sum', 'Max', 'Min',
   'Prod', 'Transpose', 'Shape', 'StridedSlice', 'Slice', 'Pack', 'Cast', 'Rsqrt', 'Square', 'Sqrt', 'Reciprocal', 'ResizeBilinear',
   'ResizeNearestNeighbor', 'ArgMax', 'ArgMin', 'Fill', 'Tile', 'GatherV2', 'Greater', 'Less', 'Equal', 'Select', 'SelectV2', 'Erf',
+  '_FusedConv2D', 'FusedDepthwiseConv2dNative', '_FusedMatMul',
 ];
 
 const INT64_MAX = 9223372036854775807n;
@@ -366,6 +367,14 @@ class TfLowering {
       case 'LeakyRelu': return this.simple(n, 'LeakyRelu', { alpha: af(this.attrF(n, 'alpha', 0.2)) });
       case 'Softmax': return this.simple(n, 'Softmax', { axis: ai(-1) });
       case 'LogSoftmax': return this.simple(n, 'LogSoftmax', { axis: ai(-1) });
+      case '_FusedConv2D': case 'FusedDepthwiseConv2dNative': case '_FusedMatMul': {
+        // TF grappler / tfjs-converter fusions: the op, then fused_ops applied in order to extra args.
+        const base = this.freshName(`${out}/fused_base`);
+        const plain = n.op === '_FusedConv2D' ? 'Conv2D' : n.op === '_FusedMatMul' ? 'MatMul' : 'DepthwiseConv2dNative';
+        this.lower({ ...n, op: plain, name: base, inputs: n.inputs.filter((i) => !i.startsWith('^')).slice(0, 2) });
+        this.fused(n, base, out);
+        return;
+      }
       case 'Conv2D': case 'DepthwiseConv2dNative': {
         const nhwc = this.nhwc(n);
         const x = this.in(n, 0);
@@ -553,6 +562,47 @@ class TfLowering {
       default:
         throw this.err(`unsupported TensorFlow op '${n.op}' in node '${n.name}'`, n);
     }
+  }
+
+  private fused(n: TfNode, v: string, out: string): void {
+    const ops = (n.attrs.get('fused_ops')?.list?.s ?? []).map((b) => new TextDecoder().decode(b));
+    const nhwc = n.op === '_FusedMatMul' || this.nhwc(n);
+    let arg = 2;
+    const next = () => this.in(n, arg++);
+    for (const op of ops) {
+      switch (op) {
+        case 'BiasAdd': {
+          let b = next();
+          if (!nhwc) { const bt = this.constOf(b, 'the fused bias'); b = this.fresh(`${out}/bias`, bt.reshape([bt.size, 1, 1])); }
+          v = this.tmp('Add', [v, b], {}, out);
+          break;
+        }
+        case 'FusedBatchNorm': {
+          const eps = this.attrF(n, 'epsilon', 1e-4);
+          const [sc, of, mn, vr] = [next(), next(), next(), next()].map((x) => this.constOf(x, 'fused batch-norm parameters').toFloat32());
+          const c = sc!.length;
+          const mul = new Float32Array(c), add = new Float32Array(c);
+          for (let i = 0; i < c; i++) { mul[i] = sc![i]! / Math.sqrt(vr![i]! + eps); add[i] = of![i]! - mn![i]! * mul[i]!; }
+          const shape = nhwc ? [c] : [c, 1, 1];
+          v = this.tmp('Mul', [v, this.fresh(`${out}/bn_mul`, Tensor.from('float32', shape, mul))], {}, out);
+          v = this.tmp('Add', [v, this.fresh(`${out}/bn_add`, Tensor.from('float32', shape, add))], {}, out);
+          break;
+        }
+        case 'Relu': case 'Elu': case 'Sigmoid': case 'Tanh': v = this.tmp(op, [v], {}, out); break;
+        case 'Relu6':
+          v = this.tmp('Clip', [v, this.fresh(`${out}/min`, Tensor.scalar('float32', 0)), this.fresh(`${out}/max`, Tensor.scalar('float32', 6))], {}, out);
+          break;
+        case 'LeakyRelu': v = this.tmp('LeakyRelu', [v], { alpha: af(this.attrF(n, 'leakyrelu_alpha', 0.2)) }, out); break;
+        case 'Prelu': {
+          let a = next();
+          if (!nhwc) { const at = this.constOf(a, 'the fused PReLU alpha'); a = this.fresh(`${out}/alpha`, at.reshape([at.size, 1, 1])); }
+          v = this.tmp('PRelu', [v, a], {}, out);
+          break;
+        }
+        default: throw this.err(`fused op '${op}' is not supported`, n);
+      }
+    }
+    this.node('Identity', [v], [out], {}, n.name);
   }
 
   /** Channel count of x when known statically (from a Placeholder shape), else undefined. */
