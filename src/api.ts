@@ -235,5 +235,6 @@ export async function quantize(model: Q8Model, options: QuantizeOptions = {}): P
 }
 
 export { formatReport } from './quant/quantize.js';
+export { inferShapes, type InferredValue } from './graph/shape-inference.js';
 export type { QuantizeOptions, QuantReport, LayerReport } from './quant/quantize.js';
 export { Tensor, getBackend, type BackendChoice };

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
-import { backendInfo } from '../api.js';
+import { backendInfo, inferShapes } from '../api.js';
 import { DTYPES } from '../core/dtype.js';
 import type { Dim, Graph, Node, ValueInfo } from '../graph/ir.js';
 import { loadModelFromFlags, modelOptions, type ModelFlags } from './common.js';
@@ -29,7 +29,8 @@ export function inspectCommand(program: Command): void {
       }
       const quantized = quantizedLayers(g);
       const fileBytes = fs.existsSync(file) ? fs.statSync(file).size : 0;
-      const io = (v: ValueInfo) => ({ name: v.name, dtype: v.dtype ?? null, shape: v.shape ?? null });
+      const inferred = inferShapes(model.graph);
+      const io = (v: ValueInfo) => ({ name: v.name, dtype: v.dtype ?? inferred.get(v.name)?.dtype ?? null, shape: v.shape ?? null, inferred_shape: inferred.get(v.name)?.shape ?? null });
       const backend = backendInfo();
       const info = {
         file, producer: `${model.graph.producerName} ${model.graph.producerVersion}`.trim(),
@@ -48,7 +49,7 @@ export function inspectCommand(program: Command): void {
       console.log('\ninputs');
       console.log(table(model.inputs.map((v) => [v.name, v.dtype ?? '?', dims(v.shape)]), ['name', 'dtype', 'shape']));
       console.log('\noutputs');
-      console.log(table(model.outputs.map((v) => [v.name, v.dtype ?? '?', dims(v.shape)]), ['name', 'dtype', 'shape']));
+      console.log(table(model.outputs.map((v) => [v.name, v.dtype ?? inferred.get(v.name)?.dtype ?? '?', dims(v.shape), dims(inferred.get(v.name)?.shape)]), ['name', 'dtype', 'shape', 'inferred (free dims = 1)']));
       console.log(`\noperators (${g.nodes.length} nodes)`);
       console.log(table([...opCounts].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, v]), ['op', 'count']));
       console.log(`\nparameters ${params.toLocaleString('en-US')}`);
