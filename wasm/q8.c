@@ -7,8 +7,9 @@
 //  - GEMM: A = the activations [M, K], B = the weights packed at load, out row-major [M, N].
 //  - Conv: A = the weights [M, Kg], B = im2col panels of 8 output pixels built per call, so each output
 //    channel's row comes out contiguous (NCHW) with no transpose.
-// int8 values are held as int16: i32x4.dot_i16x8_s multiplies pairs of consecutive k, so a B panel stores,
-// per pair of k, [c0k0 c0k1 c1k0 c1k1 c2k0 c2k1 c3k0 c3k1][c4.. c7..] and A pairs are broadcast as one i32.
+// i32x4.dot_i16x8_s multiplies pairs of consecutive k, so a B panel stores, per pair of k, the int8 values
+// [c0k0 c0k1 c1k0 c1k1 c2k0 c2k1 c3k0 c3k1][c4.. c7..] (sign-extended to int16 by the load itself,
+// v128.load8x8_s), and A rows are held as int16 so a pair is broadcast as one i32.
 // The int8 arithmetic follows notes/quant-contract.md exactly (quantized integers and the float32 order of
 // the block sums are those of src/quant/kernels.ts).
 #include <wasm_simd128.h>
@@ -181,7 +182,7 @@ static void run_tile_f32(int mr, int nc, const float* A, int lda, const float* B
 // Block sums: for each combined block, out += fround(fround(sr*sc) * dot). A block dot below 1041
 // products of |v| <= 127 stays under 2^24, so its float32 conversion is exact; longer blocks go through
 // float64 like the reference's double sum.
-INLINE void tile_q8(const int mr, const i16* A, int lda, const i16* Bp, int K, int cb,
+INLINE void tile_q8(const int mr, const i16* A, int lda, const i8* Bp, int K, int cb,
                     const float* rs, int nbr, int br, const float* cs, int bc, v128_t res[MR][2]) {
   for (int i = 0; i < mr; i++) res[i][0] = res[i][1] = wasm_f32x4_splat(0.f);
   for (int k0 = 0; k0 < K; k0 += cb) {
@@ -189,9 +190,9 @@ INLINE void tile_q8(const int mr, const i16* A, int lda, const i16* Bp, int K, i
     int kp0 = k0 >> 1, kp1 = (k0 + len + 1) >> 1;
     v128_t c[MR][2];
     for (int i = 0; i < mr; i++) c[i][0] = c[i][1] = wasm_i32x4_splat(0);
-    const i16* b = Bp + (size_t)kp0 * 16;
+    const i8* b = Bp + (size_t)kp0 * 16;
     for (int kp = kp0; kp < kp1; kp++, b += 16) {
-      v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 8);
+      v128_t b0 = wasm_i16x8_load8x8(b), b1 = wasm_i16x8_load8x8(b + 8);
       for (int i = 0; i < mr; i++) {
         v128_t a = wasm_v128_load32_splat(A + (size_t)i * lda + 2 * kp);
         c[i][0] = wasm_i32x4_add(c[i][0], wasm_i32x4_dot_i16x8(a, b0));
@@ -221,7 +222,7 @@ INLINE void tile_q8(const int mr, const i16* A, int lda, const i16* Bp, int K, i
   }
 }
 
-static void run_tile_q8(int mr, int nc, const i16* A, int lda, const i16* Bp, int K, int cb,
+static void run_tile_q8(int mr, int nc, const i16* A, int lda, const i8* Bp, int K, int cb,
                         const float* rs, int nbr, int br, const float* cs, int bc,
                         float* C, int ldc, int row0, int col0, const Epi* e) {
   v128_t res[MR][2];
@@ -299,7 +300,7 @@ typedef struct {
   int wb;           // int8: weight block (0 = channel)
   int nbw;          // int8: weight blocks per output
   void* data;       // fp32 GEMM: panels [N/8][K][8]; fp32 conv: W [M][Kg]; int8 GEMM: panels
-                    // [N/8][Kp/2][16] int16; int8 conv: rows [M][Kp] int16
+                    // [N/8][Kp/2][16] int8; int8 conv: rows [M][Kp] int16
   float* scales;    // int8 GEMM: [N/8][nbw][8]; int8 conv: [M][nbw]
 } Pack;
 
@@ -340,12 +341,12 @@ EXPORT(q8_pack_conv_f32) Pack* q8_pack_conv_f32(const float* W, int M, int Kg, i
 // Wq [N, K] int8, Ws [N, nbw].
 EXPORT(q8_pack_i8) Pack* q8_pack_i8(const i8* Wq, const float* Ws, int N, int K, int wb) {
   int nbw = wb ? (K + wb - 1) / wb : 1, Kh = (K + 1) / 2;
-  Pack* p = new_pack(3, N, K, 1, wb, (size_t)panels(N) * Kh * 32, (size_t)panels(N) * nbw * NR * 4);
+  Pack* p = new_pack(3, N, K, 1, wb, (size_t)panels(N) * Kh * 16, (size_t)panels(N) * nbw * NR * 4);
   if (!p) return 0;
-  i16* d = (i16*)p->data;
+  i8* d = (i8*)p->data;
   for (int n = 0; n < N; n++) {
     int pn = n / NR, c = n % NR;
-    i16* panel = d + (size_t)pn * Kh * 16;
+    i8* panel = d + (size_t)pn * Kh * 16;
     for (int k = 0; k < K; k++) panel[(size_t)(k >> 1) * 16 + (c >> 2) * 8 + (c & 3) * 2 + (k & 1)] = Wq[(size_t)n * K + k];
     for (int b = 0; b < nbw; b++) p->scales[((size_t)pn * nbw + b) * NR + c] = Ws[(size_t)n * nbw + b];
   }
@@ -409,7 +410,7 @@ EXPORT(q8_gemm_q8) void q8_gemm_q8(const float* A, int M, int K, const Pack* p, 
     int r1 = imin(M, r0 + rb);
     quant_rows(A + (size_t)r0 * K, K, r1 - r0, ab, q, Kp, sa, nba);
     for (int pn = 0; pn < np; pn++) {
-      const i16* Bp = (const i16*)p->data + (size_t)pn * (Kp / 2) * 16;
+      const i8* Bp = (const i8*)p->data + (size_t)pn * (Kp / 2) * 16;
       const float* cs = p->scales + (size_t)pn * p->nbw * NR;
       int nc = imin(NR, N - pn * NR);
       for (int i = r0; i < r1; i += MR)
@@ -576,8 +577,8 @@ EXPORT(q8_conv_f32) void q8_conv_f32(const float* X, const int* geo, const Pack*
   }
 }
 
-// Quantize a float panel [K][8] per pixel and act window into the int16 pair layout, scales [nba][8].
-static void quant_panel(const float* f, int K, int ab, i16* q, float* sc) {
+// Quantize a float panel [K][8] per pixel and act window into the int8 pair layout, scales [nba][8].
+static void quant_panel(const float* f, int K, int ab, i8* q, float* sc) {
   int B = ab ? ab : K;
   for (int w = 0, k0 = 0; k0 < K; w++, k0 += B) {
     int k1 = imin(K, k0 + B);
@@ -596,9 +597,9 @@ static void quant_panel(const float* f, int K, int ab, i16* q, float* sc) {
       v128_t a0 = quant4(wasm_v128_load(f + k * NR), i0), a1 = quant4(wasm_v128_load(f + k * NR + 4), i1);
       v128_t b0 = wasm_i32x4_splat(0), b1 = b0;
       if (k + 1 < k1) { b0 = quant4(wasm_v128_load(f + (k + 1) * NR), i0); b1 = quant4(wasm_v128_load(f + (k + 1) * NR + 4), i1); }
-      v128_t lo = wasm_i16x8_narrow_i32x4(a0, b0), hi = wasm_i16x8_narrow_i32x4(a1, b1);
-      wasm_v128_store(q + (size_t)(k >> 1) * 16, wasm_i16x8_shuffle(lo, lo, 0, 4, 1, 5, 2, 6, 3, 7));
-      wasm_v128_store(q + (size_t)(k >> 1) * 16 + 8, wasm_i16x8_shuffle(hi, hi, 0, 4, 1, 5, 2, 6, 3, 7));
+      // [k: p0..p3, k+1: p0..p3, k: p4..p7, k+1: p4..p7] as bytes, then pairs per pixel.
+      v128_t b = wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(a0, b0), wasm_i16x8_narrow_i32x4(a1, b1));
+      wasm_v128_store(q + (size_t)(k >> 1) * 16, wasm_i8x16_shuffle(b, b, 0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15));
     }
   }
 }
@@ -612,7 +613,7 @@ EXPORT(q8_conv_q8) void q8_conv_q8(const float* X, const int* geo, const Pack* p
   int cb = combined_block(Kg, ab, p->wb);
   int pt = pixel_tile(Kp, 2);
   float* fpanel = (float*)scratch(2, (size_t)Kg * NR * 4);
-  i16* qpanels = (i16*)scratch(0, (size_t)pt * Kp * 2);
+  i8* qpanels = (i8*)scratch(0, (size_t)pt * Kp);
   float* scs = (float*)scratch(1, (size_t)(pt / NR) * nba * NR * 4);
   Epi e = { bias, 1, act, lo, hi };
   for (int n = 0; n < g->B; n++) {
