@@ -66,7 +66,7 @@ export function loadModel(path: string, opts: LoadModelOptions = {}): Model {
       return loadCaffe(proto !== undefined ? readFileSync(proto, 'utf8') : undefined, bytesOf(path), { prototxtFile: proto, caffemodelFile: path });
     }
     case 'tensorflow': {
-      if (isDir) {
+      if (isDir || basename(path) === 'saved_model.pb') {
         throw new Q8Error('TensorFlow SavedModel directories are not supported; freeze the graph (a frozen GraphDef .pb) or convert it to TF.js/ONNX', { file: path });
       }
       return loadTensorFlow(bytesOf(path), { inputs: opts.tfInputs, outputs: opts.tfOutputs, inputShapes: opts.inputShapes, file: path });
@@ -112,6 +112,7 @@ export function detectFormat(path: string): ModelFormat {
     throw new Q8Error('directory holds neither model.json (TF.js) nor saved_model.pb (TensorFlow)', { file: path });
   }
   const ext = extname(path).toLowerCase();
+  if (basename(path) === 'saved_model.pb') return 'tensorflow';
   if (ext === '.onnx') return 'onnx';
   if (ext === '.prototxt' || ext === '.caffemodel') return 'caffe';
   if (ext === '.json') return 'tfjs';

@@ -34,6 +34,7 @@ const Power: Schema = { 1: ['power', 'float'], 2: ['scale', 'float'], 3: ['shift
 const ExpLog: Schema = { 1: ['base', 'float'], 2: ['scale', 'float'], 3: ['shift', 'float'] };
 const LRN: Schema = { 1: ['local_size', 'int'], 2: ['alpha', 'float'], 3: ['beta', 'float'], 4: ['norm_region', 'enum'], 5: ['k', 'float'], 6: ['engine', 'enum'] };
 const BatchNorm: Schema = { 1: ['use_global_stats', 'bool'], 2: ['moving_average_fraction', 'float'], 3: ['eps', 'float'] };
+const Bias: Schema = { 1: ['axis', 'int'], 2: ['num_axes', 'int'], 3: ['filler', Filler] };
 const Scale: Schema = { 1: ['axis', 'int'], 2: ['num_axes', 'int'], 3: ['filler', Filler], 4: ['bias_term', 'bool'], 5: ['bias_filler', Filler] };
 const Eltwise: Schema = { 1: ['operation', 'enum'], 2: ['coeff', 'float'], 3: ['stable_prod_grad', 'bool'] };
 const Concat: Schema = { 1: ['concat_dim', 'int'], 2: ['axis', 'int'] };
@@ -67,7 +68,7 @@ export const LayerParameter: Schema = {
   118: ['lrn_param', LRN], 121: ['pooling_param', Pooling], 122: ['power_param', Power], 123: ['relu_param', ReLU],
   125: ['softmax_param', Softmax], 126: ['slice_param', Slice], 128: ['threshold_param', Threshold], 131: ['prelu_param', PReLU],
   133: ['reshape_param', Reshape], 134: ['log_param', ExpLog], 135: ['flatten_param', Flatten], 139: ['batch_norm_param', BatchNorm],
-  140: ['elu_param', ELU], 142: ['scale_param', Scale], 143: ['input_param', Input], 144: ['crop_param', Crop],
+  140: ['elu_param', ELU], 141: ['bias_param', Bias], 142: ['scale_param', Scale], 143: ['input_param', Input], 144: ['crop_param', Crop],
   202: ['permute_param', Permute], 203: ['prior_box_param', PriorBox], 204: ['detection_output_param', DetectionOutput],
   206: ['norm_param', Normalize],
 };
