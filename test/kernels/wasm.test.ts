@@ -266,3 +266,26 @@ test('Sessions on the wasm backend match the reference on the Fashion-MNIST mode
     }
   }
 });
+
+test('Q8Gemm and Q8Conv: NaN and ±Infinity in activations quantize as the reference does', { skip }, () => {
+  const r = rng(20);
+  const [M, K, N] = [4, 70, 9];
+  const a = floats(r, M * K, 16);
+  a[3] = NaN; a[K + 5] = Infinity; a[2 * K + 40] = -Infinity; a[3 * K + 1] = 3e38; a[3 * K + 2] = -3.4e38;
+  const A = Tensor.from('float32', [M, K], a);
+  const Wq = Tensor.from('int8', [N, K], int8s(r, N * K));
+  for (const [wb, ab] of [[0, 0], [32, 16]]) {
+    const nwb = wb ? Math.ceil(K / wb) : 1;
+    const Ws = Tensor.from('float32', wb ? [N, nwb] : [N], scales(r, N * nwb));
+    const n = node('Q8Gemm', 'q8', ['a', 'w', 's'], { weight_block: wb, act_block: ab });
+    const { got, want } = both(n, [A, Wq, Ws], [false, true, true]);
+    identical(got, want, `Q8Gemm with NaN/Inf wb=${wb} ab=${ab}`);
+  }
+  const X = Tensor.from('float32', [1, 2, 5, 7], floats(r, 70, 7));
+  (X.data as Float32Array)[9] = NaN; (X.data as Float32Array)[40] = Infinity;
+  const Wc = Tensor.from('int8', [3, 2, 3, 3], int8s(r, 54));
+  const Wsc = Tensor.from('float32', [3], scales(r, 3));
+  const n = node('Q8Conv', 'q8', ['x', 'w', 's'], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+  const { got, want } = both(n, [X, Wc, Wsc], [false, true, true]);
+  identical(got, want, 'Q8Conv with NaN/Inf');
+});
