@@ -238,6 +238,12 @@ def forward(net):
             y = x * s.reshape(sh)
             if p.get("bias_term"):
                 y = y + B[1 if len(xs) == 1 else 0].reshape(sh)
+        elif t == "Bias":
+            ax = l.get("bias_param", {}).get("axis", 1)
+            b = B[0]
+            y = x + b.reshape([1] * ax + list(b.shape) + [1] * (x.ndim - ax - b.ndim))
+        elif t == "Threshold":
+            y = (x > l.get("threshold_param", {}).get("threshold", 0)).astype(np.float64)
         elif t == "Eltwise":
             p = l.get("eltwise_param", {})
             op = enum(p.get("operation"), ["PROD", "SUM", "MAX"], 1)

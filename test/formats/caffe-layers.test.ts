@@ -93,6 +93,8 @@ function coverageNet(seed: number): { layers: L[]; outputs: string[] } {
     L('elu', 'ELU', ['s1'], ['elu'], { elu_param: { alpha: 0.7 } }),
     L('drop', 'Dropout', ['elu'], ['elu'], { dropout_param: { dropout_ratio: 0.5 } }),
     L('cat2', 'Concat', ['sig', 'exp', 'log', 'bnll', 'elu'], ['cat2']),
+    L('bias', 'Bias', ['cat2'], ['cat2'], { bias_param: { axis: 1 } }, [B([13])]),
+    L('thr', 'Threshold', ['cat2'], ['thr'], { threshold_param: { threshold: 0.6 } }),
     L('norm', 'Normalize', ['cat2'], ['norm'], { norm_param: { across_spatial: false, channel_shared: false } }, [pos([13])]),
     L('perm', 'Permute', ['norm'], ['perm'], { permute_param: { order: [0, 2, 3, 1] } }),
     L('flat', 'Flatten', ['perm'], ['flat']),
@@ -118,13 +120,13 @@ function coverageNet(seed: number): { layers: L[]; outputs: string[] } {
     }),
     L('loss', 'SoftmaxWithLoss', ['ip', 'label'], ['loss']),
   ];
-  return { layers, outputs: ['prob', 'sm2', 'am', 'am2', 'det'] };
+  return { layers, outputs: ['prob', 'sm2', 'am', 'am2', 'det', 'thr'] };
 }
 
 test('every Caffe layer (V2 prototxt + caffemodel) matches an independent forward pass', { skip: needPython() }, () => {
   const { layers, outputs } = coverageNet(21);
   const covered = new Set(['Input', ...layers.map((l) => l.type)]);
-  assert.deepEqual(CAFFE_LAYERS.filter((t) => !covered.has(t) && t !== 'Bias' && t !== 'Threshold'), [], 'layers without coverage');
+  assert.deepEqual(CAFFE_LAYERS.filter((t) => !covered.has(t)), [], 'layers without coverage');
   const x = { shape: [2, 3, 10, 10], data: randn(rng(22), 600) };
   const ref = reference({ data: x }, layers.filter((l) => l.type !== 'SoftmaxWithLoss'), outputs);
   const model = loadCaffe(prototxt({ data: x.shape }, layers), caffemodel(layers));
