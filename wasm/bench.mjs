@@ -65,3 +65,24 @@ console.log(`GEMM M=${M} N=${N} K=${K} (int8 windows weight ${wb || 'channel'}, 
 console.log(`fp32  wasm ${g(fW)} GFLOP/s (${(fW * 1e3).toFixed(2)} ms)   TS reference ${g(fR)} GFLOP/s (${(fR * 1e3).toFixed(2)} ms)   x${(fR / fW).toFixed(2)}`);
 console.log(`int8  wasm ${g(qW)} GOP/s   (${(qW * 1e3).toFixed(2)} ms)   TS reference ${g(qR)} GOP/s   (${(qR * 1e3).toFixed(2)} ms)   x${(qR / qW).toFixed(2)}`);
 console.log(`int8 wasm / fp32 wasm: x${(fW / qW).toFixed(2)}`);
+
+// The same product as a 3x3 convolution (C = K/9 channels, pad 1, OH*OW = M when M is a square, N filters).
+const side = Math.round(Math.sqrt(M));
+if (side * side === M && K % 9 === 0) {
+  const C = K / 9;
+  const X = Tensor.from('float32', [1, C, side, side], Float32Array.from({ length: C * M }, rnd));
+  const attrs = { kernel_shape: [3, 3], pads: [1, 1, 1, 1] };
+  const convNode = node('Conv', '', ['x', 'w'], attrs);
+  const ck = compile(convNode, [undefined, Tensor.from('float32', [N, C, 3, 3], W)]);
+  const ctxC = makeContext(convNode, 13);
+  const cW = time(() => ck([X], ctxC));
+  const q8c = node('Q8Conv', 'q8', ['x', 'w', 's'], { ...attrs, weight_block: wb, act_block: ab });
+  const wq4 = Tensor.from('int8', [N, C, 3, 3], Wq);
+  const qck = compile(q8c, [undefined, wq4, wsT]);
+  const ctxQC = makeContext(q8c, 13);
+  const qcW = time(() => qck([X, wq4, wsT], ctxQC));
+  const refC = Q8_OPS.find((o) => o.opType === 'Q8Conv');
+  const qcR = time(() => refC.run([X, wq4, wsT], ctxQC));
+  console.log(`as Conv 3x3 ${C}->${N} on ${side}x${side}: fp32 wasm ${g(cW)} GFLOP/s (${(cW * 1e3).toFixed(2)} ms); ` +
+    `int8 wasm ${g(qcW)} GOP/s (${(qcW * 1e3).toFixed(2)} ms), TS reference ${g(qcR)} GOP/s, x${(qcR / qcW).toFixed(2)}`);
+}
