@@ -604,6 +604,102 @@ static void quant_panel(const float* f, int K, int ab, i8* q, float* sc) {
   }
 }
 
+// Depthwise int8 with one window per patch (K = kh*kw within one weight and one activation window):
+// a direct loop like depthwise_f32. Per output pixel: amax over its patch, quantize, integer dot with
+// the channel's weights, out = fround(fround(sa*sw) * dot) + bias. The products are integers below
+// 2^14 and at most 1040 of them are summed, so float32 accumulates the dot exactly in any order.
+static float dwq_pixel(const float* x, const Geo* g, const i16* w, float wsc, int oy, int ox) {
+  int iy0 = oy * g->sh - g->pt, ix0 = ox * g->sw - g->pl;
+  float amax = 0.f;
+  for (int ky = 0; ky < g->kh; ky++) {
+    int iy = iy0 + ky * g->dh;
+    if (iy < 0 || iy >= g->H) continue;
+    for (int kx = 0; kx < g->kw; kx++) {
+      int ix = ix0 + kx * g->dw;
+      if (ix < 0 || ix >= g->W) continue;
+      float a = __builtin_fabsf(x[(size_t)iy * g->W + ix]);
+      if (a > amax) amax = a;
+    }
+  }
+  v128_t inv = inv_of(wasm_f32x4_splat(amax));
+  float dot = 0.f;
+  for (int ky = 0; ky < g->kh; ky++) {
+    int iy = iy0 + ky * g->dh;
+    if (iy < 0 || iy >= g->H) continue;
+    for (int kx = 0; kx < g->kw; kx++) {
+      int ix = ix0 + kx * g->dw;
+      if (ix < 0 || ix >= g->W) continue;
+      int q = wasm_i32x4_extract_lane(quant4(wasm_f32x4_splat(x[(size_t)iy * g->W + ix]), inv), 0);
+      dot += (float)(q * w[ky * g->kw + kx]);
+    }
+  }
+  float sa = amax == 0.f ? 0.f : scale_of(amax);
+  return (sa * wsc) * dot;
+}
+
+INLINE v128_t dw_load(const float* q, int sw) {
+  if (sw == 1) return wasm_v128_load(q);
+  v128_t v = wasm_i32x4_shuffle(wasm_v128_load(q), wasm_v128_load32_splat(q + 4), 0, 2, 4, 4);
+  return wasm_f32x4_replace_lane(v, 3, q[6]);
+}
+
+static void depthwise_q8(const float* X, const Geo* g, const Pack* p, const float* bias, const Epi* e, float* out) {
+  int M = p->N, Mg = M / g->C, Kp = (p->K + 1) & ~1;
+  int OH = g->OH, OW = g->OW, H = g->H, W = g->W, sw = g->sw, dw = g->dw;
+  int span = (g->kw - 1) * dw;
+  int lo = (g->pl + sw - 1) / sw;
+  int hi = W - 1 - span + g->pl < 0 ? 0 : (W - 1 - span + g->pl) / sw + 1;
+  lo = imin(lo, OW);
+  hi = imax(lo, imin(hi, OW));
+  int vec = sw == 1 || sw == 2;
+  for (int n = 0; n < g->B; n++) {
+    for (int m = 0; m < M; m++) {
+      const float* x = X + ((size_t)n * g->C + m / Mg) * H * W;
+      const i16* w = (const i16*)p->data + (size_t)m * Kp;
+      float wsc = p->scales[(size_t)m * p->nbw];
+      float* y = out + ((size_t)n * M + m) * OH * OW;
+      float b = bias ? bias[m] : 0.f;
+      for (int oy = 0; oy < OH; oy++) {
+        int iy0 = oy * g->sh - g->pt;
+        float* yr = y + (size_t)oy * OW;
+        int ox = 0;
+        for (;;) {
+          int end = ox < lo ? lo : ox < hi ? hi : OW;
+          if (ox >= lo && ox < hi && vec) {
+            for (; ox + 4 <= hi; ox += 4) {
+              v128_t amax = wasm_f32x4_splat(0.f);
+              for (int ky = 0; ky < g->kh; ky++) {
+                int iy = iy0 + ky * g->dh;
+                if (iy < 0 || iy >= H) continue;
+                const float* r = x + (size_t)iy * W + ox * sw - g->pl;
+                for (int kx = 0; kx < g->kw; kx++) amax = wasm_f32x4_pmax(amax, wasm_f32x4_abs(dw_load(r + kx * dw, sw)));
+              }
+              v128_t inv = inv_of(amax), dot = wasm_f32x4_splat(0.f);
+              for (int ky = 0; ky < g->kh; ky++) {
+                int iy = iy0 + ky * g->dh;
+                if (iy < 0 || iy >= H) continue;
+                const float* r = x + (size_t)iy * W + ox * sw - g->pl;
+                for (int kx = 0; kx < g->kw; kx++) {
+                  v128_t q = wasm_f32x4_convert_i32x4(quant4(dw_load(r + kx * dw, sw), inv));
+                  dot = wasm_f32x4_add(dot, wasm_f32x4_mul(q, wasm_f32x4_splat((float)w[ky * g->kw + kx])));
+                }
+              }
+              float am[4], sa[4];
+              wasm_v128_store(am, amax);
+              for (int j = 0; j < 4; j++) sa[j] = am[j] == 0.f ? 0.f : scale_of(am[j]);
+              v128_t t = wasm_f32x4_mul(wasm_v128_load(sa), wasm_f32x4_splat(wsc));
+              v128_t v = wasm_f32x4_add(wasm_f32x4_mul(t, dot), wasm_f32x4_splat(b));
+              wasm_v128_store(yr + ox, act4(v, e));
+            }
+          }
+          for (; ox < end; ox++) yr[ox] = act1(dwq_pixel(x, g, w, wsc, oy, ox) + b, e);
+          if (ox >= OW) break;
+        }
+      }
+    }
+  }
+}
+
 EXPORT(q8_conv_q8) void q8_conv_q8(const float* X, const int* geo, const Pack* p, int ab, const float* bias,
                                    int act, float lo, float hi, float* out) {
   const Geo* g = (const Geo*)geo;
@@ -616,6 +712,7 @@ EXPORT(q8_conv_q8) void q8_conv_q8(const float* X, const int* geo, const Pack* p
   i8* qpanels = (i8*)scratch(0, (size_t)pt * Kp);
   float* scs = (float*)scratch(1, (size_t)(pt / NR) * nba * NR * 4);
   Epi e = { bias, 1, act, lo, hi };
+  if (Cg == 1 && group > 1 && cb >= Kg) { depthwise_q8(X, g, p, bias, &e, out); return; }
   for (int n = 0; n < g->B; n++) {
     for (int gi = 0; gi < group; gi++) {
       const float* x = X + ((size_t)n * g->C + (size_t)gi * Cg) * g->H * g->W;
