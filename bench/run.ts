@@ -8,7 +8,7 @@
  * processes, and writes bench/results/latest.json.
  *
  *   node dist/bench/run.js [--models vgg16,resnet50] [--threads 1,2] [--budget 15] [--min-iters 5]
- *       [--max-iters 30] [--warmup 1] [--no-torch] [--no-rss] [--profile] [--out FILE]
+ *       [--max-iters 30] [--warmup 1] [--no-torch] [--no-rss] [--profile] [--out FILE] [--allow-ref]
  *
  * --budget is seconds of timed rounds per model and thread count (each round runs every engine once,
  * starting from a different engine each time). --profile adds a per-op-type time breakdown of q8
@@ -24,6 +24,7 @@ import { load, type Q8Model } from '../src/api.js';
 import { decodeNpy } from '../src/data/npy.js';
 import { encodeOnnx } from '../src/formats/onnx/index.js';
 import { getBackend } from '../src/kernels/registry.js';
+import { nativeLoadError } from '../src/kernels/native/index.js';
 import { writeOrtQdq } from '../src/quant/ort-qdq.js';
 import { Tensor } from '../src/tensor/tensor.js';
 
@@ -127,6 +128,7 @@ class TorchServer {
     if (this.dead) return Promise.resolve({ ok: false, error: this.dead });
     return new Promise((res) => { this.pending.push(res); this.proc.stdin.write(JSON.stringify(msg) + '\n'); });
   }
+  kill(): void { this.proc.kill(); }
   async close(): Promise<void> {
     if (this.dead) return;
     this.proc.stdin.write('{"cmd":"quit"}\n');
@@ -284,6 +286,11 @@ async function main(): Promise<void> {
   let ort: Ort | null = null;
   try { ort = await import('onnxruntime-node'); } catch (e) { console.log(`onnxruntime-node unavailable (${(e as Error).message.split('\n')[0]}): ORT columns skipped`); }
   const backend = getBackend('native');
+  if (!backend?.available() && !flag('--allow-ref')) {
+    // A rebuild in progress or a failed build would silently benchmark the TypeScript reference kernels.
+    console.error(`q8 bench: the native addon is not loaded (${nativeLoadError ?? 'unknown'}); run npm install, or pass --allow-ref to time the fallback`);
+    process.exit(1);
+  }
   const cpu = os.cpus()[0]?.model ?? 'unknown';
   const lscpu = spawnSync('lscpu', [], { encoding: 'utf8' }).stdout ?? '';
   const cpuModel = /Model name:\s*(.+)/.exec(lscpu)?.[1]?.trim() ?? cpu;
@@ -291,11 +298,13 @@ async function main(): Promise<void> {
     cpu: cpuModel, cores: os.cpus().length, memory_gb: Math.round(os.totalmem() / 2 ** 30),
     node: process.version, onnxruntime_node: ort ? readVersion('onnxruntime-node') : null,
     q8_backend: backend?.available() ? backend.description : 'ref',
+    commit: commitOf(),
     date: new Date().toISOString(),
   };
   console.log(`q8 bench: ${machine.cpu}, ${machine.cores} cores, ${machine.q8_backend}, ORT ${machine.onnxruntime_node ?? '-'}, ${machine.date}`);
   console.log(`models ${models.join(',')}; threads ${threadCounts.join(',')}; budget ${budgetS}s per model and thread count (${minIters}..${maxIters} rounds)\n`);
   const torch = useTorch ? new TorchServer() : null;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { torch?.kill(); process.exit(130); });
   const rows: Row[] = [];
   const profiles: Record<string, Record<string, OpTimes>> = {};
   const setupSeconds: Record<string, Record<string, number>> = {};
@@ -419,6 +428,16 @@ async function main(): Promise<void> {
   console.log(`\nwrote ${path.relative(process.cwd(), outFile)} (${result.total_s}s)`);
 }
 
+/** The measured code: git HEAD (+ "-dirty"), or a snapshot's .commit file (see bench/README.md). */
+function commitOf(): string | null {
+  const g = spawnSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  if (g.status === 0 && g.stdout.trim()) {
+    const dirty = spawnSync('git', ['-C', root, 'status', '--porcelain', '--untracked-files=no', '--', 'src', 'native', 'binding.gyp'], { encoding: 'utf8' }).stdout?.trim();
+    return g.stdout.trim() + (dirty ? '-dirty' : '');
+  }
+  try { return fs.readFileSync(path.join(root, '.commit'), 'utf8').trim(); } catch { return null; }
+}
+
 function readVersion(pkg: string): string | null {
   try { return (JSON.parse(fs.readFileSync(path.join(root, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version; } catch { return null; }
 }
@@ -444,7 +463,7 @@ function markdownTable(r: { machine: Record<string, unknown>; rows: Row[]; rss: 
   const f = (x: number | null | undefined, d = 1) => (x === null || x === undefined ? '–' : x.toFixed(d));
   const c = (x: number | null | undefined) => (x === null || x === undefined ? '–' : x.toFixed(4));
   const lines = [
-    `${r.machine['cpu']}, ${r.machine['cores']} cores, q8 ${r.machine['q8_backend']}, onnxruntime-node ${r.machine['onnxruntime_node'] ?? '–'}, Node ${r.machine['node']}, ${String(r.machine['date']).slice(0, 16).replace('T', ' ')} UTC`,
+    `${r.machine['cpu']}, ${r.machine['cores']} cores, q8 ${r.machine['q8_backend']}, onnxruntime-node ${r.machine['onnxruntime_node'] ?? '–'}, Node ${r.machine['node']}, q8 commit ${r.machine['commit'] ?? '?'}, ${String(r.machine['date']).slice(0, 16).replace('T', ' ')} UTC`,
     '',
     '| model | T | q8 fp32 ms | q8 int8 ms | ORT fp32 ms | ORT int8 ms | PyTorch ms | q8 int8÷fp32 | q8÷ORT fp32 | q8÷ORT int8 | q8÷PyTorch fp32 | cos int8/fp32 | cos q8/ORT fp32 | cos ORT int8/fp32 | rounds | load |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
