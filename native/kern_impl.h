@@ -784,7 +784,7 @@ static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const f
   else {
     // Up to 4 panels per task while every thread still gets several tasks.
     int tasks = batch * P.group * c.npanel;
-    c.ppg = std::max(1, std::min(4, tasks / (4 * pool_threads())));
+    c.ppg = std::max(1, std::min(4, pool_threads() == 1 ? tasks : tasks / (4 * pool_threads())));
     int ngrp = (c.npanel + c.ppg - 1) / c.ppg;
     run_tasks(batch * P.group * ngrp * c.nsplit, conv_f32_task, &c, (double)batch * OHW * P.M * P.Kg);
   }
