@@ -643,15 +643,37 @@ INLINE v128_t dw_load(const float* q, int sw) {
   return wasm_f32x4_replace_lane(v, 3, q[6]);
 }
 
+#define DW_MAX_TAPS 49
+// Tap vectors for output columns ox..ox+3 of one row: plain (strided) loads where the 4 windows lie
+// inside the input, else a gather with zeros for padding (and for columns past the row's end, which
+// are computed but not stored).
+static void dw_taps(const float* x, const Geo* g, int iy0, int ox, int interior, v128_t* tv) {
+  for (int ky = 0, t = 0; ky < g->kh; ky++) {
+    int iy = iy0 + ky * g->dh;
+    for (int kx = 0; kx < g->kw; kx++, t++) {
+      if (iy < 0 || iy >= g->H) { tv[t] = wasm_f32x4_splat(0.f); continue; }
+      const float* r = x + (size_t)iy * g->W;
+      if (interior) { tv[t] = dw_load(r + ox * g->sw - g->pl + kx * g->dw, g->sw); continue; }
+      float v[4];
+      for (int j = 0; j < 4; j++) {
+        int ix = (ox + j) * g->sw - g->pl + kx * g->dw;
+        v[j] = ix >= 0 && ix < g->W ? r[ix] : 0.f;
+      }
+      tv[t] = wasm_v128_load(v);
+    }
+  }
+}
+
 static void depthwise_q8(const float* X, const Geo* g, const Pack* p, const float* bias, const Epi* e, float* out) {
-  int M = p->N, Mg = M / g->C, Kp = (p->K + 1) & ~1;
-  int OH = g->OH, OW = g->OW, H = g->H, W = g->W, sw = g->sw, dw = g->dw;
-  int span = (g->kw - 1) * dw;
+  int M = p->N, Mg = M / g->C, Kp = (p->K + 1) & ~1, khw = g->kh * g->kw;
+  int OH = g->OH, OW = g->OW, H = g->H, W = g->W, sw = g->sw;
+  int span = (g->kw - 1) * g->dw;
   int lo = (g->pl + sw - 1) / sw;
   int hi = W - 1 - span + g->pl < 0 ? 0 : (W - 1 - span + g->pl) / sw + 1;
   lo = imin(lo, OW);
   hi = imax(lo, imin(hi, OW));
-  int vec = sw == 1 || sw == 2;
+  int vec = (sw == 1 || sw == 2) && khw <= DW_MAX_TAPS;
+  v128_t tv[DW_MAX_TAPS];
   for (int n = 0; n < g->B; n++) {
     for (int m = 0; m < M; m++) {
       const float* x = X + ((size_t)n * g->C + m / Mg) * H * W;
@@ -662,38 +684,24 @@ static void depthwise_q8(const float* X, const Geo* g, const Pack* p, const floa
       for (int oy = 0; oy < OH; oy++) {
         int iy0 = oy * g->sh - g->pt;
         float* yr = y + (size_t)oy * OW;
-        int ox = 0;
-        for (;;) {
-          int end = ox < lo ? lo : ox < hi ? hi : OW;
-          if (ox >= lo && ox < hi && vec) {
-            for (; ox + 4 <= hi; ox += 4) {
-              v128_t amax = wasm_f32x4_splat(0.f);
-              for (int ky = 0; ky < g->kh; ky++) {
-                int iy = iy0 + ky * g->dh;
-                if (iy < 0 || iy >= H) continue;
-                const float* r = x + (size_t)iy * W + ox * sw - g->pl;
-                for (int kx = 0; kx < g->kw; kx++) amax = wasm_f32x4_pmax(amax, wasm_f32x4_abs(dw_load(r + kx * dw, sw)));
-              }
-              v128_t inv = inv_of(amax), dot = wasm_f32x4_splat(0.f);
-              for (int ky = 0; ky < g->kh; ky++) {
-                int iy = iy0 + ky * g->dh;
-                if (iy < 0 || iy >= H) continue;
-                const float* r = x + (size_t)iy * W + ox * sw - g->pl;
-                for (int kx = 0; kx < g->kw; kx++) {
-                  v128_t q = wasm_f32x4_convert_i32x4(quant4(dw_load(r + kx * dw, sw), inv));
-                  dot = wasm_f32x4_add(dot, wasm_f32x4_mul(q, wasm_f32x4_splat((float)w[ky * g->kw + kx])));
-                }
-              }
-              float am[4], sa[4];
-              wasm_v128_store(am, amax);
-              for (int j = 0; j < 4; j++) sa[j] = am[j] == 0.f ? 0.f : scale_of(am[j]);
-              v128_t t = wasm_f32x4_mul(wasm_v128_load(sa), wasm_f32x4_splat(wsc));
-              v128_t v = wasm_f32x4_add(wasm_f32x4_mul(t, dot), wasm_f32x4_splat(b));
-              wasm_v128_store(yr + ox, act4(v, e));
-            }
-          }
-          for (; ox < end; ox++) yr[ox] = act1(dwq_pixel(x, g, w, wsc, oy, ox) + b, e);
-          if (ox >= OW) break;
+        if (!vec) {
+          for (int ox = 0; ox < OW; ox++) yr[ox] = act1(dwq_pixel(x, g, w, wsc, oy, ox) + b, e);
+          continue;
+        }
+        for (int ox = 0; ox < OW; ox += 4) {
+          dw_taps(x, g, iy0, ox, ox >= lo && ox + 4 <= hi, tv);
+          v128_t amax = wasm_f32x4_splat(0.f);
+          for (int t = 0; t < khw; t++) amax = wasm_f32x4_pmax(amax, wasm_f32x4_abs(tv[t]));
+          v128_t inv = inv_of(amax), dot = wasm_f32x4_splat(0.f);
+          for (int t = 0; t < khw; t++)
+            dot = wasm_f32x4_add(dot, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(quant4(tv[t], inv)), wasm_f32x4_splat((float)w[t])));
+          float am[4], sa[4];
+          wasm_v128_store(am, amax);
+          for (int j = 0; j < 4; j++) sa[j] = am[j] == 0.f ? 0.f : scale_of(am[j]);
+          v128_t t = wasm_f32x4_mul(wasm_v128_load(sa), wasm_f32x4_splat(wsc));
+          v128_t v = act4(wasm_f32x4_add(wasm_f32x4_mul(t, dot), wasm_f32x4_splat(b)), e);
+          if (ox + 4 <= OW) wasm_v128_store(yr + ox, v);
+          else { float r[4]; wasm_v128_store(r, v); for (int j = 0; ox + j < OW; j++) yr[ox + j] = r[j]; }
         }
       }
     }
