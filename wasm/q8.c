@@ -374,7 +374,7 @@ static int row_block(int K, int elem) {
   return rb < MR ? MR : rb;
 }
 
-EXPORT(q8_gemm_f32) void q8_gemm_f32(const float* A, int M, int K, const Pack* p, const float* bias,
+EXPORT(q8_gemm_f32) int q8_gemm_f32(const float* A, int M, int K, const Pack* p, const float* bias,
                                      int act, float lo, float hi, float* out) {
   int N = p->N, np = panels(N);
   Epi e = { bias, 0, act, lo, hi };
@@ -388,6 +388,7 @@ EXPORT(q8_gemm_f32) void q8_gemm_f32(const float* A, int M, int K, const Pack* p
         run_tile_f32(imin(MR, r1 - i), nc, A + (size_t)i * K, K, Bp, K, out, N, i, pn * NR, &e);
     }
   }
+  return 0;
 }
 
 static int combined_block(int K, int a, int b) {
@@ -397,7 +398,7 @@ static int combined_block(int K, int a, int b) {
   return c;
 }
 
-EXPORT(q8_gemm_q8) void q8_gemm_q8(const float* A, int M, int K, const Pack* p, int ab, const float* bias,
+EXPORT(q8_gemm_q8) int q8_gemm_q8(const float* A, int M, int K, const Pack* p, int ab, const float* bias,
                                    int act, float lo, float hi, float* out) {
   int N = p->N, np = panels(N), Kp = (K + 1) & ~1;
   int nba = ab ? (K + ab - 1) / ab : 1;
@@ -406,6 +407,7 @@ EXPORT(q8_gemm_q8) void q8_gemm_q8(const float* A, int M, int K, const Pack* p, 
   int rb = imin(row_block(Kp, 2), (M + MR - 1) / MR * MR);
   i16* q = (i16*)scratch(0, (size_t)rb * Kp * 2);
   float* sa = (float*)scratch(1, (size_t)rb * nba * 4);
+  if (!q || !sa) return -1;
   for (int r0 = 0; r0 < M; r0 += rb) {
     int r1 = imin(M, r0 + rb);
     quant_rows(A + (size_t)r0 * K, K, r1 - r0, ab, q, Kp, sa, nba);
@@ -418,6 +420,7 @@ EXPORT(q8_gemm_q8) void q8_gemm_q8(const float* A, int M, int K, const Pack* p, 
                     sa + (size_t)(i - r0) * nba, nba, ab ? ab : K, cs, p->wb ? p->wb : K, out, N, i, pn * NR, &e);
     }
   }
+  return 0;
 }
 
 // ------------------------------------------------------------------------------------------ Conv
@@ -547,15 +550,16 @@ static void depthwise_f32(const float* X, const Geo* g, const float* Wt, int M, 
   }
 }
 
-EXPORT(q8_conv_f32) void q8_conv_f32(const float* X, const int* geo, const Pack* p, const float* bias,
+EXPORT(q8_conv_f32) int q8_conv_f32(const float* X, const int* geo, const Pack* p, const float* bias,
                                      int act, float lo, float hi, float* out) {
   const Geo* g = (const Geo*)geo;
   int M = p->N, Kg = p->K, group = p->group, Mg = M / group, Cg = g->C / group;
   int P = g->OH * g->OW;
   int pt = pixel_tile(Kg, 4);
   float* panelsb = (float*)scratch(2, (size_t)pt * Kg * 4);
+  if (!panelsb || !scratch(3, (size_t)g->kh * g->kw * (NR + 1) * 4)) return -1;
   Epi e = { bias, 1, act, lo, hi };
-  if (Cg == 1 && group > 1) { depthwise_f32(X, g, (const float*)p->data, M, bias, &e, out); return; }
+  if (Cg == 1 && group > 1) { depthwise_f32(X, g, (const float*)p->data, M, bias, &e, out); return 0; }
   for (int n = 0; n < g->B; n++) {
     for (int gi = 0; gi < group; gi++) {
       const float* x = X + ((size_t)n * g->C + (size_t)gi * Cg) * g->H * g->W;
@@ -575,6 +579,7 @@ EXPORT(q8_conv_f32) void q8_conv_f32(const float* X, const int* geo, const Pack*
       }
     }
   }
+  return 0;
 }
 
 // Quantize a float panel [K][8] per pixel and act window into the int8 pair layout, scales [nba][8].
@@ -708,7 +713,7 @@ static void depthwise_q8(const float* X, const Geo* g, const Pack* p, const floa
   }
 }
 
-EXPORT(q8_conv_q8) void q8_conv_q8(const float* X, const int* geo, const Pack* p, int ab, const float* bias,
+EXPORT(q8_conv_q8) int q8_conv_q8(const float* X, const int* geo, const Pack* p, int ab, const float* bias,
                                    int act, float lo, float hi, float* out) {
   const Geo* g = (const Geo*)geo;
   int M = p->N, Kg = p->K, group = p->group, Mg = M / group, Cg = g->C / group;
@@ -719,8 +724,9 @@ EXPORT(q8_conv_q8) void q8_conv_q8(const float* X, const int* geo, const Pack* p
   float* fpanel = (float*)scratch(2, (size_t)Kg * NR * 4);
   i8* qpanels = (i8*)scratch(0, (size_t)pt * Kp);
   float* scs = (float*)scratch(1, (size_t)(pt / NR) * nba * NR * 4);
+  if (!fpanel || !qpanels || !scs || !scratch(3, (size_t)g->kh * g->kw * (NR + 1) * 4)) return -1;
   Epi e = { bias, 1, act, lo, hi };
-  if (Cg == 1 && group > 1 && cb >= Kg) { depthwise_q8(X, g, p, bias, &e, out); return; }
+  if (Cg == 1 && group > 1 && cb >= Kg) { depthwise_q8(X, g, p, bias, &e, out); return 0; }
   for (int n = 0; n < g->B; n++) {
     for (int gi = 0; gi < group; gi++) {
       const float* x = X + ((size_t)n * g->C + (size_t)gi * Cg) * g->H * g->W;
@@ -745,4 +751,5 @@ EXPORT(q8_conv_q8) void q8_conv_q8(const float* X, const int* geo, const Pack* p
       }
     }
   }
+  return 0;
 }

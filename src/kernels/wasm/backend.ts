@@ -41,10 +41,10 @@ interface Exports {
   q8_pack_conv_f32(W: number, M: number, Kg: number, group: number): number;
   q8_pack_i8(Wq: number, Ws: number, N: number, K: number, wb: number): number;
   q8_pack_conv_i8(Wq: number, Ws: number, M: number, Kg: number, group: number, wb: number): number;
-  q8_gemm_f32(A: number, M: number, K: number, p: number, bias: number, act: number, lo: number, hi: number, out: number): void;
-  q8_gemm_q8(A: number, M: number, K: number, p: number, ab: number, bias: number, act: number, lo: number, hi: number, out: number): void;
-  q8_conv_f32(X: number, geo: number, p: number, bias: number, act: number, lo: number, hi: number, out: number): void;
-  q8_conv_q8(X: number, geo: number, p: number, ab: number, bias: number, act: number, lo: number, hi: number, out: number): void;
+  q8_gemm_f32(A: number, M: number, K: number, p: number, bias: number, act: number, lo: number, hi: number, out: number): number;
+  q8_gemm_q8(A: number, M: number, K: number, p: number, ab: number, bias: number, act: number, lo: number, hi: number, out: number): number;
+  q8_conv_f32(X: number, geo: number, p: number, bias: number, act: number, lo: number, hi: number, out: number): number;
+  q8_conv_q8(X: number, geo: number, p: number, ab: number, bias: number, act: number, lo: number, hi: number, out: number): number;
 }
 
 type Typed = Float32Array | Int8Array | Int32Array;
@@ -69,7 +69,8 @@ export class WasmKernels {
   }
 
   private malloc(bytes: number): number {
-    const p = this.x.q8_malloc(Math.max(bytes, 1));
+    // Pointers are wasm i32s: JS sees those past 2 GiB as negative unless made unsigned.
+    const p = this.x.q8_malloc(Math.max(bytes, 1)) >>> 0;
     if (!p) throw new Q8Error(`wasm backend: out of WebAssembly memory allocating ${bytes} bytes`);
     return p;
   }
@@ -107,7 +108,8 @@ export class WasmKernels {
     }
   }
 
-  private packed(p: number, what: string): WasmPacked {
+  private packed(ptr: number, what: string): WasmPacked {
+    const p = ptr >>> 0;
     if (!p) throw new Q8Error(`wasm backend: out of WebAssembly memory packing ${what}`);
     return p as WasmPacked;
   }
@@ -135,11 +137,11 @@ export class WasmKernels {
     return this.packed(this.withTemp([Wq, Ws], ([w, s]) => this.x.q8_pack_conv_i8(w!, s!, M, Kg, group, weightBlock)), 'int8 conv weights');
   }
 
-  private run(A: Float32Array, outLen: number, bias: Float32Array | null, out: Float32Array, call: (a: number, b: number, o: number) => void): void {
+  private run(A: Float32Array, outLen: number, bias: Float32Array | null, out: Float32Array, call: (a: number, b: number, o: number) => number): void {
     const a = this.arg(0, A);
     const o = this.buf(1, outLen * 4);
     const b = this.arg(2, bias);
-    call(a, b, o);
+    if (call(a, b, o) !== 0) throw new Q8Error('wasm backend: out of WebAssembly memory for a kernel\'s scratch buffers');
     out.set(new Float32Array(this.x.memory.buffer, o, outLen));
   }
 
