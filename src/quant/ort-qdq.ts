@@ -95,8 +95,6 @@ export function writeOrtQdq(model: Model, options: OrtQdqOptions): Model {
   const dqOf = new Map<string, string>();
   const pre = new Map<Node, Node[]>(); // nodes to insert before a node
   const post = new Map<string, Node[]>(); // Q/DQ to insert after the producer of a value
-  const producer = new Map<string, Node>();
-  for (const n of g.nodes) for (const o of n.outputs) producer.set(o, n);
 
   for (const v of qp.keys()) {
     const p = qp.get(v)!;
@@ -112,7 +110,7 @@ export function writeOrtQdq(model: Model, options: OrtQdqOptions): Model {
   }
   // Every consumer of a quantized value reads its dequantized twin.
   for (const n of g.nodes) n.inputs = n.inputs.map((i) => dqOf.get(i) ?? i);
-  for (const o of g.outputs) if (dqOf.has(o.name)) { /* graph outputs keep the float value */ }
+  // Graph outputs keep naming the float value (its Q/DQ twin only feeds consumers).
 
   const wType = quantType('channel');
   for (const l of layers) {
@@ -170,7 +168,6 @@ export function writeOrtQdq(model: Model, options: OrtQdqOptions): Model {
     out.push(n);
     for (const o of n.outputs) out.push(...(post.get(o) ?? []));
   }
-  void producer;
   g.nodes = out;
   const used = new Set<string>();
   for (const n of g.nodes) for (const i of n.inputs) used.add(i);

@@ -31,6 +31,8 @@ export function parseActWindow(v: string | number | undefined): number {
 const WEIGHT_BLOCKS = new Set([32, 64, 128, 256]);
 
 interface Canon {
+  /** Stored weight shape for Q8Conv ([M, C/g, k...]); [N, K] otherwise. */
+  shape?: number[];
   q: Int8Array;      // [N, K]
   scales: Float32Array; // [N, nb]
   N: number;
@@ -158,8 +160,7 @@ export function rewriteQuantized(model: Model): number {
       if (n.inputs[2]) { const b = constOf(g, fed, n.inputs[2]); if (b && b.dtype !== 'float32') continue; bias = b; }
       for (const k of ['auto_pad', 'dilations', 'group', 'kernel_shape', 'pads', 'strides']) if (n.attrs[k]) attrs[k] = n.attrs[k]!;
       attrs['kernel_shape'] = { type: 'ints', value: shape.slice(2) };
-      canon = { ...canon, q: canon.q };
-      (canon as Canon & { shape?: number[] }).shape = shape;
+      canon.shape = shape;
     } else {
       if (x.rank !== 2) continue;
       let transB = 0;
@@ -186,7 +187,7 @@ export function rewriteQuantized(model: Model): number {
     const base = n.name || n.outputs[0] || 'layer';
     const wq = uniqueName(g, `${base}__q8_w`, taken);
     const ws = uniqueName(g, `${base}__q8_scale`, taken);
-    const shape = (canon as Canon & { shape?: number[] }).shape ?? [canon.N, canon.K];
+    const shape = canon.shape ?? [canon.N, canon.K];
     g.initializers.set(wq, Tensor.from('int8', shape, canon.q));
     g.initializers.set(ws, Tensor.from('float32', canon.block ? [canon.N, canon.scales.length / canon.N] : [canon.N], canon.scales));
     const inputs = [n.inputs[0]!, wq, ws];

@@ -46,10 +46,6 @@ for (const opts of [{}, { weightWindow: 32 }, { weightWindow: 64, activationWind
     const { nodes } = q8Nodes(back);
     assert.equal(nodes.length, 6);
     const stored = [...back.graph.initializers.values()].filter((t) => t.dtype === 'int8').map((t) => [...(t.data as Int8Array)].join(','));
-    for (const n of nodes) {
-      const wq = [...back.graph.initializers.values()];
-      void wq;
-    }
     const sess = Session.create(cloneModel(back));
     const inits = sess.model.graph.initializers;
     for (const n of nodes) {
@@ -145,8 +141,6 @@ test('foreign QDQ weights: per-tensor int8 DQ becomes Q8Gemm; -128 or nonzero ze
     const { nodes } = q8Nodes(b.model);
     assert.equal(nodes.length, variant === 'plain' ? 1 : 0, variant);
     const got = run(b.model, xs);
-    const ref = run(b.model, xs); // same path; compare to explicit float math instead:
-    void ref;
     const want = new Float32Array(21);
     const xd = xs.data as Float32Array;
     for (let i = 0; i < 3; i++) for (let j = 0; j < 7; j++) {

@@ -15,7 +15,8 @@ import '../../src/quant/index.js';
 import { cloneModel, quantizeModel, type QuantizeOptions } from '../../src/quant/quantize.js';
 import { cosine } from '../../src/quant/types.js';
 import { Session } from '../../src/runtime/session.js';
-import type { Tensor } from '../../src/tensor/tensor.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+const Tens = Tensor;
 
 interface Meta { inputs: { name: string; file: string }[]; outputs: { name: string; file: string }[] }
 
@@ -35,8 +36,24 @@ for (const name of names) {
   const feeds: Record<string, Tensor> = {};
   for (const i of meta.inputs) feeds[i.name] = decodeNpy(fs.readFileSync(path.join(dir, i.file)));
   const fp = loadOnnxFile(file);
+  const opts: QuantizeOptions = { ...qopts };
+  if (args.includes('--accuracy')) {
+    // Accuracy-aware mode on two fresh random images (ImageNet-normalised uniform noise, like the
+    // exports' inputs but other draws), never on the evaluation input.
+    let seed = 12345;
+    const rnd = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+    opts.samples = [0, 1].map(() => {
+      const f: Record<string, Tensor> = {};
+      for (const [k, t] of Object.entries(feeds)) {
+        const d = new Float32Array(t.size).map(() => (rnd() - 0.45) / 0.226);
+        f[k] = new Tens(t.dtype, t.shape, d);
+      }
+      return f;
+    });
+    opts.accuracy = { minCosine: Number(opt('--min-cosine') ?? 0.9995) };
+  }
   const t0 = performance.now();
-  const { model: q, report } = quantizeModel(fp, qopts);
+  const { model: q, report } = quantizeModel(fp, opts);
   const quantizeS = (performance.now() - t0) / 1000;
   const out = path.join(os.tmpdir(), `${name}.int8.onnx`);
   saveOnnxFile(q, out);
@@ -70,6 +87,7 @@ for (const name of names) {
     fp32_bytes: fs.statSync(file).size, int8_bytes: fs.statSync(out).size, size_ratio: +ratio.toFixed(3),
     layers_int8: report.layers.filter((l) => l.quantized).length, layers: report.layers.length,
     cosine_vs_pytorch: cos, ort_vs_q8: ortCos, opset: q.opsets.get(''),
+    kept_fp32: report.keptFp32.length, accuracy_sample_cosine: report.outputCosine,
   };
   results.push(row);
   console.log(JSON.stringify(row));
