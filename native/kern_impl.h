@@ -289,6 +289,7 @@ struct Tap {
   int nseg;  // -1: gather
   bool full;  // one run covering every lane: a plain load
   bool safe[kMaxSeg];  // the whole vector span lies inside the input plane: plain load + select
+  bool s2;             // stride 2: lane l of run s reads off[s] + 2*l (two loads, even lanes)
 };
 
 struct PixMap {
@@ -299,6 +300,12 @@ struct PixMap {
   F load(const float* xc, const Tap& e, int t, int v) const {
     // Masked (fault-suppressing) loads are slow on Zen: use them only where the span could
     // leave the plane; elsewhere a plain load and a lane select.
+    if (e.nseg == 0) return V::fzero();
+    if (e.s2) {
+      F r = V::fsel(e.mask[0], V::even2(xc + e.off[0]));
+      for (int s = 1; s < e.nseg; s++) r = V::fmerge(r, e.mask[s], V::even2(xc + e.off[s]));
+      return r;
+    }
     if (e.full) return V::fload(xc + e.off[0]);
     if (e.nseg >= 1) {
       F r = e.safe[0] ? V::fsel(e.mask[0], V::fload(xc + e.off[0])) : V::floadm(xc + e.off[0], e.mask[0]);
@@ -323,7 +330,8 @@ static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
   struct Run { int l0, l1, oy, ox0; };
   Run runs[NVC][L + 1];
   int nrun[NVC];
-  bool fast = G.sw == 1;
+  const int sw = G.sw;
+  bool fast = sw == 1 || sw == 2;
   for (int v = 0; v < NVC; v++) {
     nrun[v] = 0;
     for (int l = 0; l < L;) {
@@ -340,24 +348,32 @@ static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
       for (int v = 0; v < NVC; v++) {
         Tap& e = mp.taps[t * NVC + v];
         if (fast) {
-          // Stride 1: each run is one contiguous masked load (lanes outside the image masked off).
+          // Stride 1: each run is one contiguous load (lanes outside the image masked off).
+          // Stride 2: each run is two contiguous loads keeping the even lanes.
           e.nseg = 0;
           e.full = false;
+          e.s2 = sw == 2;
+          bool ok = true;
           for (int r = 0; r < nrun[v]; r++) {
             const Run& u = runs[v][r];
             int iy = u.oy * G.sh - G.pt + ky * G.dh;
             if (iy < 0 || iy >= G.H) continue;
-            int ix0 = u.ox0 - G.pl + kx * G.dw;  // input column of lane u.l0
-            int la = std::max(u.l0, u.l0 - ix0), lb = std::min(u.l1, u.l0 + G.W - ix0);
+            int ix0 = u.ox0 * sw - G.pl + kx * G.dw;  // input column of lane u.l0
+            // lanes l in [la, lb) have 0 <= ix0 + sw*(l - l0) < W
+            int la = u.l0 + (ix0 < 0 ? (-ix0 + sw - 1) / sw : 0);
+            int lb = std::min(u.l1, u.l0 + (G.W - ix0 + sw - 1) / sw);
             if (la >= lb) continue;
             unsigned bits = (lb - la >= 32 ? ~0u : ((1u << (lb - la)) - 1)) << la;
-            e.off[e.nseg] = iy * G.W + ix0 - u.l0;
-            e.safe[e.nseg] = e.off[e.nseg] >= 0 && e.off[e.nseg] + L <= G.H * G.W;
+            int off = iy * G.W + ix0 - sw * u.l0;
+            e.off[e.nseg] = off;
+            e.safe[e.nseg] = off >= 0 && off + sw * L <= G.H * G.W;
+            if (sw == 2 && !e.safe[e.nseg]) ok = false;
             e.mask[e.nseg++] = V::bits(bits);
-            if (la == 0 && lb == L) e.full = true;
+            if (sw == 1 && la == 0 && lb == L) e.full = true;
           }
-          continue;
+          if (ok) continue;
         }
+        e.s2 = false;
         unsigned all = 0;
         for (int l = 0; l < L; l++) {
           int ll = v * L + l, p = p0 + ll;
@@ -373,6 +389,7 @@ static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
         }
         e.nseg = -1;
         e.full = false;
+        e.s2 = false;
         e.mask[0] = V::bits(all);
       }
   return mp;
@@ -572,41 +589,70 @@ static void dw_q8_task(void* vc, int task, int th) {
   int pp = task % c.npanel, b = task / c.npanel;
   int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
   int HW = G.H * G.W, K = P.Kg, B = P.ablock ? P.ablock : K, nab = (K + B - 1) / B;
+  int nv = (npix + L - 1) / L;
   PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
-  auto* sab = (float*)scratch(th, 1).get(sizeof(F) * 2 * nab * NVC + 64);
-  F* inv = (F*)(((uintptr_t)sab + 63) & ~uintptr_t(63));
-  F* sav = inv + nab * NVC;
-  for (int ch = ch0; ch < ch1; ch++) {
-    const float* xc = c.X + ((size_t)b * G.C + ch) * HW;
-    const int8_t* w = P.wraw.data() + (size_t)ch * K;
-    const float* ws = P.wsraw.data() + (size_t)ch * P.nwb;
+  constexpr int CH = 4;  // channels at once: 4 x NVC independent chains hide the max/FMA latency
+  auto* sab = (char*)scratch(th, 1).get(sizeof(F) * 2 * CH * nab * NVC + 64);
+  F* inv = (F*)(((uintptr_t)sab + 63) & ~uintptr_t(63));  // [CH][nab][NVC]
+  F* sav = inv + CH * nab * NVC;
+  for (int chb = ch0; chb < ch1; chb += CH) {
+    const int nc = std::min(CH, ch1 - chb);
+    const float* xc[CH];
+    for (int q = 0; q < CH; q++) xc[q] = c.X + ((size_t)b * G.C + chb + std::min(q, nc - 1)) * HW;
     for (int wi = 0; wi < nab; wi++) {
       int k0 = wi * B, k1 = std::min(K, k0 + B);
-      for (int v = 0; v < NVC; v++) {
-        F am = V::fzero();
-        for (int k = k0; k < k1; k++) am = V::max(am, V::abs(mp.load(xc, k, v)));
-        inv[wi * NVC + v] = V::inv127(am);
-        alignas(64) float tmp[L];
-        V::fstore(tmp, am);
-        for (int l = 0; l < L; l++) tmp[l] /= 127.f;
-        sav[wi * NVC + v] = V::fload(tmp);
+      F am[CH][NVC];
+      for (int q = 0; q < CH; q++)
+        for (int v = 0; v < NVC; v++) am[q][v] = V::fzero();
+      for (int k = k0; k < k1; k++)
+        for (int v = 0; v < nv; v++) {
+          const Tap& e = mp.tap(k, v);
+          for (int q = 0; q < CH; q++) am[q][v] = V::max(am[q][v], V::abs(mp.load(xc[q], e, k, v)));
+        }
+      for (int q = 0; q < CH; q++)
+        for (int v = 0; v < NVC; v++) {
+          inv[(q * nab + wi) * NVC + v] = V::inv127(am[q][v]);
+          alignas(64) float tmp[L];
+          V::fstore(tmp, am[q][v]);
+          for (int l = 0; l < L; l++) tmp[l] /= 127.f;  // true division, as the reference
+          sav[(q * nab + wi) * NVC + v] = V::fload(tmp);
+        }
+    }
+    F acc[CH][NVC];
+    for (int q = 0; q < CH; q++)
+      for (int v = 0; v < NVC; v++) acc[q][v] = V::fzero();
+    for (int cb = 0; cb < P.ncb; cb++) {
+      int k0 = cb * P.cblock, k1 = std::min(K, k0 + P.cblock);
+      int ab = P.ablock ? k0 / P.ablock : 0, wb = P.wblock ? k0 / P.wblock : 0;
+      F d[CH][NVC];
+      for (int q = 0; q < CH; q++)
+        for (int v = 0; v < NVC; v++) d[q][v] = V::fzero();
+      for (int k = k0; k < k1; k++)
+        for (int v = 0; v < nv; v++) {
+          const Tap& e = mp.tap(k, v);
+          for (int q = 0; q < CH; q++) {
+            const int chq = chb + std::min(q, nc - 1);
+            // integer products summed exactly in float (|sum| < 2^24)
+            d[q][v] = V::fma(V::rnd(V::mul(mp.load(xc[q], e, k, v), inv[(q * nab + ab) * NVC + v])),
+                             V::fset((float)P.wraw[(size_t)chq * K + k]), d[q][v]);
+          }
+        }
+      for (int q = 0; q < CH; q++) {
+        const int chq = chb + std::min(q, nc - 1);
+        F swv = V::fset(P.wsraw[(size_t)chq * P.nwb + wb]);
+        for (int v = 0; v < nv; v++) acc[q][v] = V::add(acc[q][v], V::mul(d[q][v], V::mul(sav[(q * nab + ab) * NVC + v], swv)));
       }
     }
-    float* o = c.out + ((size_t)b * c.M + ch) * c.OHW + p0;
-    float bias = c.e->bias ? c.e->bias[ch] : 0.f;
-    for (int v = 0; v < NVC && v * L < npix; v++) {
-      F acc = V::fzero();
-      for (int cb = 0; cb < P.ncb; cb++) {
-        int k0 = cb * P.cblock, k1 = std::min(K, k0 + P.cblock);
-        int ab = P.ablock ? k0 / P.ablock : 0, wb = P.wblock ? k0 / P.wblock : 0;
-        F iv = inv[ab * NVC + v], d = V::fzero();
-        for (int k = k0; k < k1; k++) d = V::fma(V::rnd(V::mul(mp.load(xc, k, v), iv)), V::fset((float)w[k]), d);
-        acc = V::add(acc, V::mul(d, V::mul(sav[ab * NVC + v], V::fset(ws[wb]))));
+    for (int q = 0; q < nc; q++) {
+      const int ch = chb + q;
+      float* o = c.out + ((size_t)b * c.M + ch) * c.OHW + p0;
+      F bias = V::fset(c.e->bias ? c.e->bias[ch] : 0.f);
+      for (int v = 0; v < nv; v++) {
+        F r = clampv(V::add(acc[q][v], bias), *c.e);
+        int n = npix - v * L;
+        if (n >= L) V::fstore(o + v * L, r);
+        else V::fstorem(o + v * L, r, V::first(n));
       }
-      F r = clampv(V::add(acc, V::fset(bias)), *c.e);
-      int n = npix - v * L;
-      if (n >= L) V::fstore(o + v * L, r);
-      else V::fstorem(o + v * L, r, V::first(n));
     }
   }
 }
@@ -754,20 +800,36 @@ static void dw_f32_task(void* vc, int task, int th) {
   if (ch0 >= ch1) return;
   int pp = task % c.npanel, b = task / c.npanel;
   int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
-  int HW = G.H * G.W, K = P.Kg;
+  int HW = G.H * G.W, K = P.Kg, nv = (npix + L - 1) / L;
   PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
-  for (int ch = ch0; ch < ch1; ch++) {
-    const float* xc = c.X + ((size_t)b * G.C + ch) * HW;
-    const float* w = P.wraw.data() + (size_t)ch * K;
-    float* o = c.out + ((size_t)b * c.M + ch) * c.OHW + p0;
-    F bias = V::fset(c.e->bias ? c.e->bias[ch] : 0.f);
-    for (int v = 0; v < NVC && v * L < npix; v++) {
-      F acc = V::fzero();
-      for (int k = 0; k < K; k++) acc = V::fma(V::fset(w[k]), mp.load(xc, k, v), acc);
-      F r = clampv(V::add(acc, bias), *c.e);
-      int n = npix - v * L;
-      if (n >= L) V::fstore(o + v * L, r);
-      else V::fstorem(o + v * L, r, V::first(n));
+  constexpr int CH = 4;  // 4 channels x NVC vectors of independent FMA chains
+  for (int chb = ch0; chb < ch1; chb += CH) {
+    const int nc = std::min(CH, ch1 - chb);
+    const float* xc[CH];
+    const float* w[CH];
+    for (int q = 0; q < CH; q++) {
+      int ch = chb + std::min(q, nc - 1);
+      xc[q] = c.X + ((size_t)b * G.C + ch) * HW;
+      w[q] = P.wraw.data() + (size_t)ch * K;
+    }
+    F acc[CH][NVC];
+    for (int q = 0; q < CH; q++)
+      for (int v = 0; v < NVC; v++) acc[q][v] = V::fzero();
+    for (int k = 0; k < K; k++)
+      for (int v = 0; v < nv; v++) {
+        const Tap& e = mp.tap(k, v);
+        for (int q = 0; q < CH; q++) acc[q][v] = V::fma(V::fset(w[q][k]), mp.load(xc[q], e, k, v), acc[q][v]);
+      }
+    for (int q = 0; q < nc; q++) {
+      const int ch = chb + q;
+      float* o = c.out + ((size_t)b * c.M + ch) * c.OHW + p0;
+      F bias = V::fset(c.e->bias ? c.e->bias[ch] : 0.f);
+      for (int v = 0; v < nv; v++) {
+        F r = clampv(V::add(acc[q][v], bias), *c.e);
+        int n = npix - v * L;
+        if (n >= L) V::fstore(o + v * L, r);
+        else V::fstorem(o + v * L, r, V::first(n));
+      }
     }
   }
 }

@@ -21,6 +21,11 @@ struct V {
   static F floadm(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
   static F floadm_merge(F src, const float* p, M m) { return _mm512_mask_loadu_ps(src, m, p); }
   static F fsel(M m, F v) { return _mm512_maskz_mov_ps(m, v); }
+  // p[0], p[2], ..., p[2L-2] (p[0..2L) must be readable)
+  static F even2(const float* p) {
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), idx, _mm512_loadu_ps(p + 16));
+  }
   static F fmerge(F src, M m, F v) { return _mm512_mask_mov_ps(src, m, v); }
   static void fstore(float* p, F v) { _mm512_storeu_ps(p, v); }
   static void fstorem(float* p, F v, M m) { _mm512_mask_storeu_ps(p, m, v); }
@@ -77,6 +82,10 @@ struct V {
   static F floadm(const float* p, M m) { return _mm256_maskload_ps(p, m); }
   static F floadm_merge(F src, const float* p, M m) { return _mm256_blendv_ps(src, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m)); }
   static F fsel(M m, F v) { return _mm256_and_ps(_mm256_castsi256_ps(m), v); }
+  static F even2(const float* p) {
+    __m256 t = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);  // a0 a2 b0 b2 | a4 a6 b4 b6
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
+  }
   static F fmerge(F src, M m, F v) { return _mm256_blendv_ps(src, v, _mm256_castsi256_ps(m)); }
   static void fstore(float* p, F v) { _mm256_storeu_ps(p, v); }
   static void fstorem(float* p, F v, M m) { _mm256_maskstore_ps(p, m, v); }
