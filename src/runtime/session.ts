@@ -13,6 +13,7 @@ import { opsetOf, optimize } from '../graph/passes.js';
 import { getBackend, resolveBackend, type BackendChoice, type BackendName } from '../kernels/registry.js';
 import '../ops/index.js';
 import '../kernels/native/index.js';
+import '../kernels/wasm/index.js';
 import { getOp, type Kernel, type OpSchema } from '../ops/registry.js';
 import { Tensor } from '../tensor/tensor.js';
 import { invokeKernel, makeContext } from './invoke.js';
