@@ -7,27 +7,13 @@ import { Q8Error } from '../../core/errors.js';
 import { Reader, Wire } from '../../core/protobuf.js';
 import { Tensor } from '../../tensor/tensor.js';
 import { latin1Bytes, parseTextProto, TextMessage } from '../text-proto.js';
+import { tfDtype, type TfAttr, type TfList, type TfNode, type TfShape } from '../tf-ops/node.js';
+export { TF_DTYPES, tfDtype, type TfAttr, type TfList, type TfNode, type TfShape } from '../tf-ops/node.js';
 
-export interface TfShape { dims: number[] | undefined } // undefined: unknown rank; -1: unknown dim
-export interface TfList { s: Uint8Array[]; i: number[]; f: number[]; b: boolean[]; type: number[]; shape: TfShape[]; tensor: Tensor[] }
-export interface TfAttr { s?: Uint8Array; i?: number; f?: number; b?: boolean; type?: number; shape?: TfShape; tensor?: Tensor; list?: TfList }
-export interface TfNode { name: string; op: string; inputs: string[]; attrs: Map<string, TfAttr> }
-
-/** TF DataType numbers → q8 dtypes. int32 maps to int64 (see loader: TF shape math is int32, ONNX's is int64). */
-export const TF_DTYPES: Record<number, DType> = {
-  1: 'float32', 2: 'float64', 3: 'int32', 4: 'uint8', 5: 'int16', 6: 'int8', 7: 'string', 9: 'int64', 10: 'bool',
-  14: 'bfloat16', 17: 'uint16', 19: 'float16', 22: 'uint32', 23: 'uint64',
-};
 const TF_TYPE_NAMES: Record<string, number> = {
   DT_FLOAT: 1, DT_DOUBLE: 2, DT_INT32: 3, DT_UINT8: 4, DT_INT16: 5, DT_INT8: 6, DT_STRING: 7, DT_INT64: 9, DT_BOOL: 10,
   DT_BFLOAT16: 14, DT_UINT16: 17, DT_HALF: 19, DT_UINT32: 22, DT_UINT64: 23,
 };
-
-export function tfDtype(code: number, what: string): DType {
-  const d = TF_DTYPES[code >= 100 ? code - 100 : code];
-  if (!d) throw new Q8Error(`${what}: TensorFlow data type ${code} is not supported`);
-  return d;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Binary

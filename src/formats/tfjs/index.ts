@@ -14,7 +14,8 @@ import { f16ToF32 } from '../../core/dtype.js';
 import { Q8Error } from '../../core/errors.js';
 import { emptyGraph, type AttrValue, type Dim, type Graph, type Model } from '../../graph/ir.js';
 import { Tensor } from '../../tensor/tensor.js';
-import { lowerTensorFlowNodes, type TfAttr, type TfNode } from '../tensorflow/index.js';
+import { lowerTensorFlowNodes } from '../tf-ops/lower.js';
+import type { TfAttr, TfNode } from '../tf-ops/node.js';
 
 export interface TfjsOptions {
   /** Graph models: input and output tensor names (default: Placeholders / signature outputs). */
