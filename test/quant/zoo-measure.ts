@@ -3,7 +3,9 @@
  * options and report time to quantize, file size ratio, cosine of q8 int8 outputs vs PyTorch fp32,
  * and onnxruntime-node (when installed) vs q8 on the saved int8 file.
  *
- *   node dist/test/quant/zoo-measure.js [--models vgg16,resnet50] [--dir bench/models] [--json out.json]
+ *   node dist/test/quant/zoo-measure.js --models vgg16,resnet50 [--dir bench/models] [--json out.json]
+ *       [--options '{"weightWindow":32}'] [--accuracy [--min-cosine 0.9995]]
+ * Without --models it only prints this usage (so a test runner that globs test/**.js does nothing here).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -21,6 +23,10 @@ const Tens = Tensor;
 interface Meta { inputs: { name: string; file: string }[]; outputs: { name: string; file: string }[] }
 
 const args = process.argv.slice(2);
+if (!args.includes('--models')) {
+  console.log('usage: node dist/test/quant/zoo-measure.js --models vgg16,vgg19,resnet50,mobilenet_v2,ssd300_heads,ssd300,bert [--accuracy]');
+  process.exit(0);
+}
 const opt = (k: string) => { const i = args.indexOf(k); return i >= 0 ? args[i + 1] : undefined; };
 const dir = opt('--dir') ?? 'bench/models';
 const names = (opt('--models') ?? 'vgg16,vgg19,resnet50,mobilenet_v2,ssd300_heads,ssd300,bert').split(',');
