@@ -131,14 +131,21 @@ export function quantizeModel(model: Model, options: QuantizeOptions = {}): Quan
   const wantCos = options.report || options.accuracy || (options.samples && options.samples.length > 0);
   let samples = options.samples ?? [];
   let fp32Outputs: Record<string, Tensor>[] = [];
-  if (wantCos) {
-    if (!samples.length) samples = [synthesizeFeeds(model)];
-    fp32Outputs = layerCosines(model, layers, samples);
+  let wantCosines = !!wantCos;
+  if (wantCosines && !samples.length) {
+    try {
+      samples = [synthesizeFeeds(model)];
+    } catch (e) {
+      // A report can do without output cosines (e.g. integer token inputs); the accuracy mode cannot.
+      if (options.accuracy) throw e;
+      wantCosines = false;
+    }
   }
+  if (wantCosines) fp32Outputs = layerCosines(model, layers, samples);
   const keptFp32: string[] = [];
   let outputCos = NaN;
   let q = writeQuantized(model, layers, weightWindow, actWindow);
-  if (wantCos) {
+  if (wantCosines) {
     outputCos = outputCosine(q, samples, fp32Outputs);
     const acc = options.accuracy;
     if (acc) {
@@ -178,7 +185,7 @@ export function quantizeModel(model: Model, options: QuantizeOptions = {}): Quan
       }
     }
   }
-  const report = makeReport(layers, type.name, String(actWindow), outputCos, samples.length, keptFp32, weightWindow, (performance.now() - t0) / 1000);
+  const report = makeReport(layers, type.name, String(actWindow), outputCos, wantCosines ? samples.length : 0, keptFp32, weightWindow, (performance.now() - t0) / 1000);
   return { model: q, report };
 }
 

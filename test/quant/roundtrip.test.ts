@@ -201,3 +201,17 @@ test('LSTM / GRU / RNN weights are stored int8 (per gate row) and the outputs st
     assert.ok(encodeOnnx(b.model).length / encodeOnnx(q).length > 2.5, `${op}: file should shrink`);
   }
 });
+
+test('a report on a model with integer inputs (token ids) keeps SQNR and skips output cosines', () => {
+  const b = new Builder(rng(40), 13);
+  b.model.graph.inputs.push({ name: 'ids', dtype: 'int64', shape: ['N', 5] });
+  const [e] = b.node('Gather', [b.weight('emb', [50, 32]), 'ids'], { axis: 0 });
+  const [y] = b.node('MatMul', [e!, b.weight('proj', [32, 16])], {}, 1, 'proj');
+  b.output(y!);
+  const { report } = quantizeModel(b.model, { report: true });
+  assert.equal(report.samples, 0);
+  assert.deepEqual(report.layers.map((l) => [l.name, l.quantized, Number.isNaN(l.cosine)]), [['proj', true, true]]);
+  assert.ok(report.layers[0]!.sqnrDb > 35);
+  assert.match(formatReport(report), /n\/a/);
+  assert.throws(() => quantizeModel(b.model, { accuracy: true }), /cannot synthesise a sample for input 'ids'/);
+});
