@@ -365,7 +365,7 @@ function writeQuantized(model: Model, layers: Layer[], weightWindow: WeightWindo
       out.push(dq(fresh(`${base}_weight_dq`), qName, sName, dqOut, blocked ? 0 : 1, blocked ? qw.block : 0));
       n.inputs[1] = dqOut;
     }
-    if (l.actWindow !== String(actWindow)) perLayerAct[n.name] = l.actWindow;
+    if (l.actBlock !== parseActWindow(actWindow)) perLayerAct[n.name] = l.actWindow;
     }
     out.push(n);
   }

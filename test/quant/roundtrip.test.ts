@@ -215,3 +215,11 @@ test('a report on a model with integer inputs (token ids) keeps SQNR and skips o
   assert.match(formatReport(report), /n\/a/);
   assert.throws(() => quantizeModel(b.model, { accuracy: true }), /cannot synthesise a sample for input 'ids'/);
 });
+
+test('a finer activation window for depthwise layers is stored per layer and used at load', () => {
+  const { model: q } = quantizeModel(smallCnn(9), { depthwiseActivationWindow: 8 });
+  assert.equal(q.metadata.get('q8.layer_activation_windows'), JSON.stringify({ dw: '8' }));
+  const acts = Object.fromEntries(q8Nodes(q).nodes.map((n) => [n.name, n.attrs['act_block']?.value]));
+  assert.deepEqual(acts, { conv1: 0, dw: 8, grouped: 0, pointwise: 0, fc1: 0, fc2: 0 });
+  assert.equal(quantizeModel(smallCnn(9)).model.metadata.get('q8.layer_activation_windows'), undefined);
+});
