@@ -179,6 +179,7 @@ function sessionOptions(o: LoadOptions): SessionOptions & { worker?: boolean } {
   if (o.backend) s.backend = o.backend;
   if (o.threads) s.threads = o.threads;
   if (o.optimize !== undefined) s.optimize = o.optimize;
+  if (o.profile) s.profile = true;
   if (o.worker) s.worker = true;
   return s;
 }

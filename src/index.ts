@@ -15,3 +15,6 @@ export { decodeNpy, encodeNpy } from './data/npy.js';
 export { readIdx, imageBatches } from './data/idx.js';
 export { listOps } from './ops/index.js';
 export { WorkerModel } from './worker.js';
+export { writeOrtQdq, type OrtQdqOptions } from './quant/ort-qdq.js';
+export { QUANT_TYPES, type QuantType } from './quant/types.js';
+export { ensureOpset } from './quant/opset.js';

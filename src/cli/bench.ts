@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 import { Q8Error } from '../core/errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { Q8Model } from '../api.js';
-import { intArg, loadModelFromFlags, modelOptions, type ModelFlags } from './common.js';
+import { intArg, loadOptions, modelOptions, type ModelFlags } from './common.js';
+import { load } from '../api.js';
+import { table } from './format.js';
 
 /** Deterministic N(0,1)-ish inputs for every model input (free dims: batch for the first, 1 otherwise). */
 export function syntheticFeeds(model: Q8Model, batch: number, seed = 1): Record<string, Tensor> {
@@ -71,10 +73,13 @@ export function benchCommand(program: Command): void {
     .option('--warmup <n>', 'untimed runs first', intArg('--warmup', 0), 2)
     .option('--iterations <n>', 'timed runs', intArg('--iterations'), 10)
     .option('--json', 'print one JSON line {"median_ms","images_per_s","threads","backend","peak_rss_mb"}')
-    .action(async (file: string, flags: ModelFlags & { batch: number; warmup: number; iterations: number; json?: boolean }) => {
+    .option('--quantize', 'quantize the model first (default options) and bench the int8 model')
+    .option('--profile', 'also print the time per operator type')
+    .action(async (file: string, flags: ModelFlags & { batch: number; warmup: number; iterations: number; json?: boolean; quantize?: boolean; profile?: boolean }) => {
       const { availableParallelism } = await import('node:os');
       const threads = flags.threads ?? availableParallelism();
-      const model = await loadModelFromFlags(file, { ...flags, threads });
+      let model = await load(file, { ...loadOptions({ ...flags, threads }), profile: Boolean(flags.profile) });
+      if (flags.quantize) model = await model.quantize();
       const r = await benchModel(model, { batch: flags.batch, warmup: flags.warmup, iterations: flags.iterations, threads });
       if (flags.json) {
         console.log(JSON.stringify({ median_ms: r.median_ms, images_per_s: r.images_per_s, threads: r.threads, backend: r.backend, peak_rss_mb: r.peak_rss_mb, p10_ms: r.p10_ms, p90_ms: r.p90_ms, iterations: r.iterations, batch: r.batch }));
@@ -84,5 +89,10 @@ export function benchCommand(program: Command): void {
       console.log(`latency     median ${r.median_ms} ms  (p10 ${r.p10_ms}, p90 ${r.p90_ms}, min ${r.min_ms}; ${r.iterations} runs after ${flags.warmup} warm-up)`);
       console.log(`throughput  ${r.images_per_s} images/s`);
       console.log(`peak RSS    ${r.peak_rss_mb} MiB`);
+      if (flags.profile) {
+        const rows = model.session.profile();
+        const total = rows.reduce((a, x) => a + x.ms, 0);
+        console.log('\n' + table(rows.map((x) => [x.opType, x.nodes, x.fast, (x.ms / x.runs).toFixed(2), `${((100 * x.ms) / total).toFixed(1)}%`]), ['op', 'nodes', 'fast kernel', 'ms/run', 'share']));
+      }
     });
 }

@@ -123,12 +123,66 @@ export function foldConstants(model: Model, maxElements = 1 << 24): void {
   g.nodes = keep;
 }
 
+/**
+ * Fuse a float Conv with the Relu or Clip (constant bounds) that alone consumes its output into
+ * q8.ConvAct, so backends apply the activation in the convolution's store. Session-only: the
+ * session works on a copy, so saved models keep the standard ONNX form.
+ */
+export function fuseActivations(model: Model): void {
+  const g = model.graph;
+  const consumers = new Map<string, number>();
+  for (const n of g.nodes) for (const i of nodeReads(n)) consumers.set(i, (consumers.get(i) ?? 0) + 1);
+  for (const o of g.outputs) consumers.set(o.name, (consumers.get(o.name) ?? 0) + 1);
+  const producer = new Map<string, Node>();
+  for (const n of g.nodes) for (const o of n.outputs) producer.set(o, n);
+  const removed = new Set<Node>();
+  for (const act of g.nodes) {
+    if (act.domain !== '' || (act.opType !== 'Relu' && act.opType !== 'Clip')) continue;
+    const x = act.inputs[0]!;
+    const conv = producer.get(x);
+    if (!conv || conv.domain !== '' || conv.opType !== 'Conv' || consumers.get(x) !== 1 || removed.has(conv)) continue;
+    const attrs: Node['attrs'] = { ...conv.attrs, activation: { type: 'string', value: act.opType } };
+    if (act.opType === 'Clip') {
+      const bounds = clipBounds(model, act);
+      if (!bounds) continue;
+      attrs['clip_min'] = { type: 'float', value: bounds[0] };
+      attrs['clip_max'] = { type: 'float', value: bounds[1] };
+    }
+    conv.opType = 'ConvAct';
+    conv.domain = 'q8';
+    conv.attrs = attrs;
+    conv.outputs = [act.outputs[0]!];
+    removed.add(act);
+  }
+  if (removed.size) g.nodes = g.nodes.filter((n) => !removed.has(n));
+}
+
+/** Constant Clip bounds (attributes before opset 11, inputs after), or null when not constant. */
+function clipBounds(model: Model, n: Node): [number, number] | null {
+  if (opsetOf(model, '') < 11) {
+    const lo = n.attrs['min'], hi = n.attrs['max'];
+    return [lo?.type === 'float' ? lo.value : -3.4028234663852886e38, hi?.type === 'float' ? hi.value : 3.4028234663852886e38];
+  }
+  const get = (i: number, dflt: number): number | null => {
+    const name = n.inputs[i];
+    if (!name) return dflt;
+    const t = model.graph.initializers.get(name);
+    if (!t || t.size !== 1 || t.dtype !== 'float32' || model.graph.inputs.some((v) => v.name === name)) return null;
+    return t.num(0);
+  };
+  const lo = get(1, -Infinity), hi = get(2, Infinity);
+  return lo === null || hi === null ? null : [lo, hi];
+}
+
 /** The standard pipeline, in order. */
 export function optimize(model: Model, opts: { fold?: boolean } = {}): void {
   checkOperators(model);
   sortTopologically(model);
   for (const p of REWRITES) p.run(model);
   checkOperators(model);
-  if (opts.fold !== false) foldConstants(model);
+  if (opts.fold !== false) {
+    foldConstants(model);
+    fuseActivations(model);
+  }
   removeDeadNodes(model);
 }

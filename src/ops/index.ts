@@ -11,7 +11,8 @@ import { ops as nn } from './nn.js';
 import { ops as rnn } from './rnn.js';
 import { ops as quantLinear } from './quantize-linear.js';
 import { ops as controlFlow } from './control-flow.js';
+import { ops as fused } from './fused.js';
 
-registerOps([...elementwise, ...reduce, ...normalization, ...tensorOps, ...nn, ...rnn, ...quantLinear, ...controlFlow]);
+registerOps([...elementwise, ...reduce, ...normalization, ...tensorOps, ...nn, ...rnn, ...quantLinear, ...controlFlow, ...fused]);
 
 export { getOp, listOps } from './registry.js';

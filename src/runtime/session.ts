@@ -27,7 +27,12 @@ export interface SessionOptions {
   threads?: number;
   /** Run graph optimisations (default true). Turn off to run the graph exactly as stored. */
   optimize?: boolean;
+  /** Record the time each node takes (see Session.profile). */
+  profile?: boolean;
 }
+
+/** Time spent per operator type (fast: how many of its nodes ran a backend kernel). */
+export interface ProfileRow { opType: string; nodes: number; fast: number; ms: number; runs: number }
 
 interface Step {
   node: Node;
@@ -55,6 +60,8 @@ export class Session {
   private readonly pool = new BufferPool();
   private readonly source: string | undefined;
   private readonly defaults = new Map<string, Tensor>();
+  private readonly times: Float64Array | undefined;
+  private runs = 0;
 
   private constructor(readonly model: Model, opts: SessionOptions) {
     this.source = model.source;
@@ -114,6 +121,7 @@ export class Session {
       };
     });
     for (const o of g.outputs) slot(o.name);
+    this.times = opts.profile ? new Float64Array(this.steps.length) : undefined;
     this.constants = new Array(this.slotOf.size);
     for (const [k, t] of g.initializers) this.constants[this.slotOf.get(k)!] = t;
     // Liveness: a slot dies after its last reader, unless it is a graph output or a constant.
@@ -134,6 +142,21 @@ export class Session {
     return new Session(model, opts);
   }
 
+  /** Per-operator-type time over all runs so far (needs `profile: true`), slowest first. */
+  profile(): ProfileRow[] {
+    if (!this.times) throw new Q8Error('profiling is off: create the session with { profile: true }');
+    const rows = new Map<string, ProfileRow>();
+    this.steps.forEach((s, k) => {
+      const key = s.node.domain ? `${s.node.domain}.${s.node.opType}` : s.node.opType;
+      const r = rows.get(key) ?? { opType: key, nodes: 0, fast: 0, ms: 0, runs: this.runs };
+      r.nodes++;
+      if (s.fast) r.fast++;
+      r.ms += this.times![k]!;
+      rows.set(key, r);
+    });
+    return [...rows.values()].sort((a, b) => b.ms - a.ms);
+  }
+
   /** How many nodes run a fast kernel vs the reference one. */
   get kernelSummary(): { fast: number; reference: number } {
     const fast = this.steps.filter((s) => s.fast).length;
@@ -146,7 +169,11 @@ export class Session {
     for (const [name, def] of this.defaults) values[this.slotOf.get(name)!] = def;
     this.bindFeeds(feeds, values);
     const pool = this.pool;
-    for (const step of this.steps) {
+    const times = this.times;
+    this.runs++;
+    for (let si = 0; si < this.steps.length; si++) {
+      const step = this.steps[si]!;
+      const t0 = times ? performance.now() : 0;
       const ins = step.inputs.map((s) => (s >= 0 ? values[s] : undefined));
       for (let k = 0; k < ins.length; k++) {
         if (step.inputs[k]! >= 0 && !ins[k]) {
@@ -170,6 +197,7 @@ export class Session {
         const t = values[s];
         if (t) { pool.release(t); values[s] = undefined; }
       }
+      if (times) times[si]! += performance.now() - t0;
     }
     const names = outputNames ?? this.outputs.map((o) => o.name);
     const result: Record<string, Tensor> = {};
