@@ -11,18 +11,17 @@
  * kernels are loaded the backend reports itself unavailable.
  */
 import { Q8Error } from '../../core/errors.js';
-import type { Node } from '../../graph/ir.js';
-import { Attrs } from '../../ops/attrs.js';
-import { slidingGeometry } from '../../ops/conv.js';
-import { getOp, type Kernel, type KernelContext } from '../../ops/registry.js';
-import type { Tensor } from '../../tensor/tensor.js';
+import type { Kernel } from '../../ops/registry.js';
+import {
+  biasOf, convF32Plan, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, q8ConvPlan, q8GemmPlan, reference, rowsKernel,
+  windowsNest, type ActCode,
+} from '../compile-helpers.js';
 import { registerBackend, type Backend, type CompileArgs, type FastKernel } from '../registry.js';
 
 /** A pointer to packed weights in wasm memory. */
 export type WasmPacked = number & { readonly __wasmPacked: unique symbol };
 
-/** Activation fused into the kernels' store: 0 none, 1 Relu, 2 Clip(lo, hi). */
-export type ActCode = 0 | 1 | 2;
+export type { ActCode } from '../compile-helpers.js';
 
 // The few WebAssembly JS API members used here (the project's TypeScript libs do not declare them).
 interface WasmModule { readonly __wasmModule: unique symbol }
@@ -198,44 +197,8 @@ export function wasmKernels(): WasmKernels | null {
 // ---------------------------------------------------------------------------------------------
 // Fast kernels
 
-const f = Math.fround;
-
-interface Act { code: ActCode; lo: number; hi: number }
-
-function q8Act(a: Attrs): Act | null {
-  const act = a.string('activation', '');
-  if (act === '') return { code: 0, lo: 0, hi: 0 };
-  if (act === 'Relu') return { code: 1, lo: 0, hi: 0 };
-  if (act === 'Clip') return { code: 2, lo: f(a.float('clip_min', -Infinity)), hi: f(a.float('clip_max', Infinity)) };
-  return null;
-}
-
 /** Windows the kernels handle: 0 or even (int8 pairs never straddle a window), and the two nest. */
-function windowsOk(wb: number, ab: number): boolean {
-  const ok = (b: number) => Number.isInteger(b) && b >= 0 && b % 2 === 0;
-  if (!ok(wb) || !ok(ab)) return false;
-  return !(wb && ab) || wb % ab === 0 || ab % wb === 0;
-}
-
-function f32(t: Tensor | undefined): t is Tensor {
-  return !!t && t.dtype === 'float32';
-}
-
-/** Run-time fallback to the reference kernel (unexpected dtype/shape at run time). */
-function reference(node: Node): Kernel {
-  const op = getOp(node.domain, node.opType);
-  return (inputs, ctx) => {
-    if (!op) throw new Error(`no reference kernel for ${node.domain}::${node.opType}`);
-    return op.run(inputs, ctx);
-  };
-}
-
-/** A bias input: float32 [M] (or absent); undefined when it does not fit. */
-function biasOf(t: Tensor | undefined, M: number): Float32Array | null | undefined {
-  if (!t) return null;
-  if (t.dtype !== 'float32' || t.size !== M) return undefined;
-  return t.data as Float32Array;
-}
+const windowsOk = (wb: number, ab: number) => windowsNest(wb, ab, 2);
 
 // Packs are freed with the compiled kernel that owns them.
 const packOwners = new FinalizationRegistry<{ k: WasmKernels; p: WasmPacked }>(({ k, p }) => k.free(p));
@@ -244,179 +207,60 @@ function owning(k: WasmKernels, p: WasmPacked, kernel: Kernel): Kernel {
   return kernel;
 }
 
-interface ConvPlan { nd: 1 | 2; M: number; Cg: number; kDims: number[]; group: number }
-
-function convPlan(node: Node, W: Tensor): ConvPlan | null {
-  const nd = W.rank - 2;
-  if (nd !== 1 && nd !== 2) return null;
-  const a = new Attrs(node.attrs);
-  const group = a.int('group', 1);
-  const M = W.shape[0]!, Cg = W.shape[1]!;
-  if (!Number.isInteger(group) || group < 1 || M % group !== 0 || M === 0 || Cg === 0) return null;
-  const ks = a.ints('kernel_shape');
-  const kDims = W.shape.slice(2);
-  if (ks && (ks.length !== nd || ks.some((k, i) => k !== kDims[i]))) return null;
-  if (kDims.some((k) => k === 0)) return null;
-  return { nd, M, Cg, kDims, group };
-}
-
-function convGeometry(X: Tensor, plan: ConvPlan, ctx: KernelContext): { geo: Int32Array; outShape: number[] } | null {
-  if (X.dtype !== 'float32' || X.rank !== plan.nd + 2) return null;
-  const [B, C] = X.shape as [number, number];
-  if (C !== plan.Cg * plan.group) return null;
-  const g = slidingGeometry(ctx.attrs, X.shape.slice(2), plan.kDims);
-  if (g.outDims.some((d) => d <= 0) || g.inDims.some((d) => d <= 0)) return null;
-  const geo = plan.nd === 1
-    ? [B, C, 1, g.inDims[0]!, 1, g.kDims[0]!, 1, g.strides[0]!, 1, g.dilations[0]!, 0, g.padsBegin[0]!, 1, g.outDims[0]!]
-    : [B, C, g.inDims[0]!, g.inDims[1]!, g.kDims[0]!, g.kDims[1]!, g.strides[0]!, g.strides[1]!, g.dilations[0]!, g.dilations[1]!,
-      g.padsBegin[0]!, g.padsBegin[1]!, g.outDims[0]!, g.outDims[1]!];
-  return { geo: Int32Array.from(geo), outShape: [B, plan.M, ...g.outDims] };
-}
-
 function compileConv(args: CompileArgs): Kernel | null {
   const w = kernels!;
-  const W = args.consts[1];
-  if (!f32(W)) return null;
-  const plan = convPlan(args.node, W);
-  if (!plan) return null;
-  const Kg = W.size / plan.M;
-  const packed = w.packConvF32(W.data as Float32Array, plan.M, Kg, plan.group);
-  const ref = reference(args.node);
-  return owning(w, packed, (inputs, ctx) => {
-    const X = inputs[0];
-    const bias = biasOf(inputs[2], plan.M);
-    const g = X ? convGeometry(X, plan, ctx) : null;
-    if (!g || bias === undefined) return ref(inputs, ctx);
-    const Y = ctx.alloc('float32', g.outShape);
-    if (Y.size) w.convF32(X!.data as Float32Array, g.geo, packed, bias, 0, 0, 0, Y.data as Float32Array);
-    return [Y];
-  });
+  const c = convF32Plan(args);
+  if (!c) return null;
+  const { plan } = c;
+  const packed = w.packConvF32(c.W, plan.M, c.Kg, plan.group);
+  return owning(w, packed, convKernel(plan, 2, reference(args.node),
+    (X, geo, bias, out) => w.convF32(X, geo, packed, bias, 0, 0, 0, out)));
 }
 
 function compileQ8Conv(args: CompileArgs): Kernel | null {
   const w = kernels!;
-  const [, Wq, Ws] = args.consts;
-  if (!Wq || Wq.dtype !== 'int8' || !f32(Ws)) return null;
-  const a = new Attrs(args.node.attrs);
-  const wb = a.int('weight_block', 0), ab = a.int('act_block', 0);
-  const act = q8Act(a);
-  if (!act || !windowsOk(wb, ab)) return null;
-  const plan = convPlan(args.node, Wq);
-  if (!plan) return null;
-  const Kg = Wq.size / plan.M;
-  if (Ws.size !== plan.M * (wb ? Math.ceil(Kg / wb) : 1)) return null;
-  const packed = w.packConvI8(Wq.data as Int8Array, Ws.data as Float32Array, plan.M, Kg, plan.group, wb);
-  const ref = reference(args.node);
-  return owning(w, packed, (inputs, ctx) => {
-    const X = inputs[0];
-    const bias = biasOf(inputs[3], plan.M);
-    const g = X ? convGeometry(X, plan, ctx) : null;
-    if (!g || bias === undefined) return ref(inputs, ctx);
-    const Y = ctx.alloc('float32', g.outShape);
-    if (Y.size) w.convQ8(X!.data as Float32Array, g.geo, packed, ab, bias, act.code, act.lo, act.hi, Y.data as Float32Array);
-    return [Y];
-  });
-}
-
-/** out[..., N] = A[..., K]·Wᵀ(+bias) for a packed [N, K] weight; A's leading dims are kept. */
-function rowsKernel(
-  K: number, N: number, ref: Kernel, minRank: number,
-  run: (A: Float32Array, M: number, bias: Float32Array | null, out: Float32Array) => void,
-  biasFrom: (inputs: readonly (Tensor | undefined)[]) => Float32Array | null | undefined,
-): Kernel {
-  return (inputs, ctx) => {
-    const A = inputs[0];
-    const bias = biasFrom(inputs);
-    if (!A || A.dtype !== 'float32' || A.rank < minRank || A.shape[A.rank - 1] !== K || bias === undefined) return ref(inputs, ctx);
-    const M = A.size / K;
-    const Y = ctx.alloc('float32', [...A.shape.slice(0, -1), N]);
-    if (M > 0) run(A.data as Float32Array, M, bias, Y.data as Float32Array);
-    return [Y];
-  };
+  const q = q8ConvPlan(args, windowsOk);
+  if (!q) return null;
+  const { plan, wb, ab, act } = q;
+  const packed = w.packConvI8(q.Wq, q.Ws, plan.M, q.Kg, plan.group, wb);
+  return owning(w, packed, convKernel(plan, 3, reference(args.node),
+    (X, geo, bias, out) => w.convQ8(X, geo, packed, ab, bias, act.code, act.lo, act.hi, out)));
 }
 
 function compileQ8Gemm(args: CompileArgs): Kernel | null {
   const w = kernels!;
-  const [, Wq, Ws] = args.consts;
-  if (!Wq || Wq.dtype !== 'int8' || Wq.rank !== 2 || !f32(Ws)) return null;
-  const a = new Attrs(args.node.attrs);
-  const wb = a.int('weight_block', 0), ab = a.int('act_block', 0);
-  const act = q8Act(a);
-  if (!act || !windowsOk(wb, ab)) return null;
-  const [N, K] = Wq.shape as [number, number];
-  if (N === 0 || K === 0) return null;
-  if (Ws.size !== N * (wb ? Math.ceil(K / wb) : 1)) return null;
-  const packed = w.packI8(Wq.data as Int8Array, Ws.data as Float32Array, N, K, wb);
+  const q = q8GemmPlan(args, windowsOk);
+  if (!q) return null;
+  const { N, K, wb, ab, act } = q;
+  const packed = w.packI8(q.Wq, q.Ws, N, K, wb);
   return owning(w, packed, rowsKernel(K, N, reference(args.node), 1,
     (A, M, bias, out) => w.gemmQ8(A, M, K, packed, N, ab, bias, act.code, act.lo, act.hi, out),
     (inputs) => biasOf(inputs[3], N)));
 }
 
-function transpose(src: Float32Array, R: number, C: number, scale = 1): Float32Array {
-  const out = new Float32Array(R * C);
-  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[c * R + r] = scale === 1 ? src[r * C + c]! : f(scale * src[r * C + c]!);
-  return out;
-}
-
 function compileGemm(args: CompileArgs): Kernel | null {
   const w = kernels!;
-  const B = args.consts[1];
-  if (!f32(B) || B.rank !== 2) return null;
-  const a = new Attrs(args.node.attrs);
-  const transA = a.int('transA', 0) !== 0, transB = a.int('transB', 0) !== 0;
-  const alpha = a.float('alpha', 1), beta = a.float('beta', 1);
-  const K = transB ? B.shape[1]! : B.shape[0]!, N = transB ? B.shape[0]! : B.shape[1]!;
-  if (N === 0 || K === 0 || !Number.isFinite(alpha) || !Number.isFinite(beta)) return null;
-  // C folds into the bias when it is a constant broadcasting along rows ([N], [1, N] or a scalar).
-  let bias: Float32Array | null = null;
-  const C = args.node.inputs[2] ? args.consts[2] : undefined;
-  if (args.node.inputs[2] && beta !== 0) {
-    if (!f32(C)) return null;
-    const cs = C.rank === 2 ? C.shape : C.rank === 1 ? [1, C.shape[0]!] : C.rank === 0 ? [1, 1] : null;
-    if (!cs || cs[0] !== 1 || (cs[1] !== 1 && cs[1] !== N)) return null;
-    bias = new Float32Array(N);
-    for (let j = 0; j < N; j++) bias[j] = f(beta * (C.data as Float32Array)[cs[1] === 1 ? 0 : j]!);
-  }
-  // alpha folds into the packed weights: out = A·(alpha·op(B)).
-  const Bd = B.data as Float32Array;
-  const W = transB ? (alpha === 1 ? Bd : Bd.map((v) => f(alpha * v))) : transpose(Bd, K, N, alpha);
-  const packed = w.packF32(W, N, K);
-  const ref = reference(args.node);
-  return owning(w, packed, (inputs, ctx) => {
-    const A = inputs[0];
-    if (!f32(A) || A.rank !== 2) return ref(inputs, ctx);
-    const M = transA ? A.shape[1]! : A.shape[0]!;
-    if ((transA ? A.shape[0] : A.shape[1]) !== K) return ref(inputs, ctx);
-    const Ad = transA ? transpose(A.data as Float32Array, K, M) : (A.data as Float32Array);
-    const Y = ctx.alloc('float32', [M, N]);
-    if (M > 0) w.gemmF32(Ad, M, K, packed, N, bias, 0, 0, 0, Y.data as Float32Array);
-    return [Y];
-  });
+  const g = gemmPlan(args);
+  if (!g) return null;
+  const packed = w.packF32(g.W, g.N, g.K);
+  return owning(w, packed, gemmKernel(g, reference(args.node),
+    (A, M, out) => w.gemmF32(A, M, g.K, packed, g.N, g.bias, 0, 0, 0, out)));
 }
 
 function compileMatMul(args: CompileArgs): Kernel | null {
   const w = kernels!;
-  const B = args.consts[1];
-  if (!f32(B) || B.rank !== 2) return null;
-  const [K, N] = B.shape as [number, number];
-  if (N === 0 || K === 0) return null;
-  const packed = w.packF32(transpose(B.data as Float32Array, K, N), N, K);
+  const m = matMulPlan(args);
+  if (!m) return null;
+  const { K, N } = m;
+  const packed = w.packF32(m.W, N, K);
   return owning(w, packed, rowsKernel(K, N, reference(args.node), 2,
     (A, M, _bias, out) => w.gemmF32(A, M, K, packed, N, null, 0, 0, 0, out),
     () => null));
 }
 
-function guarded(opType: string, domain: string, compile: (a: CompileArgs) => Kernel | null): FastKernel {
-  return { opType, domain, compile: (a) => (kernels ? compile(a) : null) };
-}
-
-export const wasmFastKernels: readonly FastKernel[] = [
-  guarded('Conv', '', compileConv),
-  guarded('Gemm', '', compileGemm),
-  guarded('MatMul', '', compileMatMul),
-  guarded('Q8Gemm', 'q8', compileQ8Gemm),
-  guarded('Q8Conv', 'q8', compileQ8Conv),
-];
+export const wasmFastKernels: readonly FastKernel[] = fastKernels(() => kernels !== null, {
+  Conv: compileConv, Gemm: compileGemm, MatMul: compileMatMul, Q8Gemm: compileQ8Gemm, Q8Conv: compileQ8Conv,
+});
 
 export const wasmBackend: Backend = {
   name: 'wasm',

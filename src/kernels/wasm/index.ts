@@ -3,27 +3,15 @@
  * `node wasm/build.mjs` at install. Importing this never throws: without the module (or without
  * wasm SIMD in the engine) the backend reports itself unavailable and sessions use the next one.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { findPackageFile } from '../package-file.js';
 import { loadWasmKernels, setWasmLoadError, wasmLoadError as loadError } from './backend.js';
 
 export { loadWasmKernels, wasmBackend, wasmFastKernels, wasmKernels, WasmKernels, type WasmPacked, type ActCode } from './backend.js';
 
-function findModule(): string | null {
-  // dist/src/kernels/wasm/index.js: walk up to the package root, then dist/wasm/q8.wasm.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const p = join(dir, 'dist', 'wasm', 'q8.wasm');
-    if (existsSync(p)) return p;
-    if (existsSync(join(dir, 'package.json'))) break;
-    dir = dirname(dir);
-  }
-  return null;
-}
-
 try {
-  const path = findModule();
+  // dist/src/kernels/wasm/index.js: the module is dist/wasm/q8.wasm under the package root.
+  const path = findPackageFile(import.meta.url, 'dist', 'wasm', 'q8.wasm');
   if (!path) setWasmLoadError('dist/wasm/q8.wasm not found (WebAssembly kernels not built: node wasm/build.mjs needs clang and wasm-ld)');
   else loadWasmKernels(readFileSync(path));
 } catch (e) {

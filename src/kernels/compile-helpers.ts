@@ -1,0 +1,254 @@
+/**
+ * What the native and wasm backends do alike when compiling a node to a fast kernel: read the fused
+ * activation and the int8 windows, plan a Conv and build the geometry array both kernel ABIs take,
+ * fold Gemm's transA/transB/alpha/beta, and fall back to the reference kernel at run time. The
+ * backends differ only in how they pack and call, which stays in each backend.
+ *
+ * No Node imports here: the wasm backend (a browser entry) uses this module too.
+ */
+import type { Node } from '../graph/ir.js';
+import { Attrs } from '../ops/attrs.js';
+import { slidingGeometry } from '../ops/conv.js';
+import { getOp, type Kernel, type KernelContext } from '../ops/registry.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { CompileArgs, FastKernel } from './registry.js';
+
+const f = Math.fround;
+
+/** Activation fused into the kernels' store: 0 none, 1 Relu, 2 Clip(lo, hi). */
+export type ActCode = 0 | 1 | 2;
+
+interface Act { code: ActCode; lo: number; hi: number }
+
+/** The fused activation of a Q8Gemm/Q8Conv node, or null when the kernels do not fuse it. */
+function q8Act(a: Attrs): Act | null {
+  const act = a.string('activation', '');
+  if (act === '') return { code: 0, lo: 0, hi: 0 };
+  if (act === 'Relu') return { code: 1, lo: 0, hi: 0 };
+  if (act === 'Clip') return { code: 2, lo: f(a.float('clip_min', -Infinity)), hi: f(a.float('clip_max', Infinity)) };
+  return null;
+}
+
+/** Weight and activation windows that are each 0 or a multiple of `multiple`, and that nest. */
+export function windowsNest(wb: number, ab: number, multiple: number): boolean {
+  const ok = (b: number) => Number.isInteger(b) && b >= 0 && b % multiple === 0;
+  if (!ok(wb) || !ok(ab)) return false;
+  return !(wb && ab) || wb % ab === 0 || ab % wb === 0;
+}
+
+interface Q8Attrs { wb: number; ab: number; act: Act }
+
+/** A Q8 node's windows and activation, or null when the activation is not fused or the windows fail `windowsOk`. */
+function q8Attrs(node: Node, windowsOk: (wb: number, ab: number) => boolean): Q8Attrs | null {
+  const a = new Attrs(node.attrs);
+  const wb = a.int('weight_block', 0), ab = a.int('act_block', 0);
+  const act = q8Act(a);
+  if (!act || !windowsOk(wb, ab)) return null;
+  return { wb, ab, act };
+}
+
+/** Whether the scales hold one per row and weight window of a [rows, K] int8 weight. */
+function scalesFit(Ws: Tensor, rows: number, K: number, wb: number): boolean {
+  return Ws.size === rows * (wb ? Math.ceil(K / wb) : 1);
+}
+
+/** A Q8Gemm with constant int8 Wq [N, K] and its scales, or null. */
+export interface Q8GemmPlan extends Q8Attrs { N: number; K: number; Wq: Int8Array; Ws: Float32Array }
+
+export function q8GemmPlan(args: CompileArgs, windowsOk: (wb: number, ab: number) => boolean): Q8GemmPlan | null {
+  const [, Wq, Ws] = args.consts;
+  if (!Wq || Wq.dtype !== 'int8' || Wq.rank !== 2 || !f32(Ws)) return null;
+  const q = q8Attrs(args.node, windowsOk);
+  if (!q) return null;
+  const [N, K] = Wq.shape as [number, number];
+  if (N === 0 || K === 0) return null;
+  if (!scalesFit(Ws, N, K, q.wb)) return null;
+  return { ...q, N, K, Wq: Wq.data as Int8Array, Ws: Ws.data as Float32Array };
+}
+
+/** A Q8Conv with constant int8 Wq [M, Kg] (Kg = C/group·kh·kw) and its scales, or null. */
+export interface Q8ConvPlan extends Q8Attrs { plan: ConvPlan; Kg: number; Wq: Int8Array; Ws: Float32Array }
+
+export function q8ConvPlan(args: CompileArgs, windowsOk: (wb: number, ab: number) => boolean): Q8ConvPlan | null {
+  const [, Wq, Ws] = args.consts;
+  if (!Wq || Wq.dtype !== 'int8' || !f32(Ws)) return null;
+  const q = q8Attrs(args.node, windowsOk);
+  if (!q) return null;
+  const plan = convPlan(args.node, Wq);
+  if (!plan) return null;
+  const Kg = Wq.size / plan.M;
+  if (!scalesFit(Ws, plan.M, Kg, q.wb)) return null;
+  return { ...q, plan, Kg, Wq: Wq.data as Int8Array, Ws: Ws.data as Float32Array };
+}
+
+function f32(t: Tensor | undefined): t is Tensor {
+  return !!t && t.dtype === 'float32';
+}
+
+/** Run-time fallback to the reference kernel (unexpected dtype/shape at run time). */
+export function reference(node: Node): Kernel {
+  const op = getOp(node.domain, node.opType);
+  return (inputs, ctx) => {
+    if (!op) throw new Error(`no reference kernel for ${node.domain}::${node.opType}`);
+    return op.run(inputs, ctx);
+  };
+}
+
+/** A bias input: float32 [M] (or absent: null); undefined when it does not fit. */
+export function biasOf(t: Tensor | undefined, M: number): Float32Array | null | undefined {
+  if (!t) return null;
+  if (t.dtype !== 'float32' || t.size !== M) return undefined;
+  return t.data as Float32Array;
+}
+
+export interface ConvPlan { nd: 1 | 2; M: number; Cg: number; kDims: number[]; group: number }
+
+/** A 1-D or 2-D Conv with a constant weight W [M, C/group, ...k], or null. */
+function convPlan(node: Node, W: Tensor): ConvPlan | null {
+  const nd = W.rank - 2;
+  if (nd !== 1 && nd !== 2) return null;
+  const a = new Attrs(node.attrs);
+  const group = a.int('group', 1);
+  const M = W.shape[0]!, Cg = W.shape[1]!;
+  if (!Number.isInteger(group) || group < 1 || M % group !== 0 || M === 0 || Cg === 0) return null;
+  const ks = a.ints('kernel_shape');
+  const kDims = W.shape.slice(2);
+  if (ks && (ks.length !== nd || ks.some((k, i) => k !== kDims[i]))) return null;
+  if (kDims.some((k) => k === 0)) return null;
+  return { nd, M, Cg, kDims, group };
+}
+
+/** A Conv with constant float32 W [M, Kg] (Kg = C/group·kh·kw), or null. */
+export function convF32Plan(args: CompileArgs): { plan: ConvPlan; Kg: number; W: Float32Array } | null {
+  const W = args.consts[1];
+  if (!f32(W)) return null;
+  const plan = convPlan(args.node, W);
+  if (!plan) return null;
+  return { plan, Kg: W.size / plan.M, W: W.data as Float32Array };
+}
+
+/**
+ * The kernels' geometry array [batch, C, H, W, kh, kw, sh, sw, dh, dw, padTop, padLeft, OH, OW]
+ * (1-D as H = 1) and the output shape, or null when X does not fit the plan.
+ */
+function convGeometry(X: Tensor, plan: ConvPlan, ctx: KernelContext): { geo: Int32Array; outShape: number[] } | null {
+  if (X.dtype !== 'float32' || X.rank !== plan.nd + 2) return null;
+  const [B, C] = X.shape as [number, number];
+  if (C !== plan.Cg * plan.group) return null;
+  const g = slidingGeometry(ctx.attrs, X.shape.slice(2), plan.kDims);
+  if (g.outDims.some((d) => d <= 0) || g.inDims.some((d) => d <= 0)) return null;
+  const geo = plan.nd === 1
+    ? [B, C, 1, g.inDims[0]!, 1, g.kDims[0]!, 1, g.strides[0]!, 1, g.dilations[0]!, 0, g.padsBegin[0]!, 1, g.outDims[0]!]
+    : [B, C, g.inDims[0]!, g.inDims[1]!, g.kDims[0]!, g.kDims[1]!, g.strides[0]!, g.strides[1]!, g.dilations[0]!, g.dilations[1]!,
+      g.padsBegin[0]!, g.padsBegin[1]!, g.outDims[0]!, g.outDims[1]!];
+  return { geo: Int32Array.from(geo), outShape: [B, plan.M, ...g.outDims] };
+}
+
+/** The run-time side of a compiled Conv/Q8Conv: X NCHW (or NCW), bias at input `biasIndex`. */
+export function convKernel(
+  plan: ConvPlan, biasIndex: number, ref: Kernel,
+  run: (X: Float32Array, geo: Int32Array, bias: Float32Array | null, out: Float32Array) => void,
+): Kernel {
+  return (inputs, ctx) => {
+    const X = inputs[0];
+    const bias = biasOf(inputs[biasIndex], plan.M);
+    const g = X ? convGeometry(X, plan, ctx) : null;
+    if (!g || bias === undefined) return ref(inputs, ctx);
+    const Y = ctx.alloc('float32', g.outShape);
+    if (Y.size) run(X!.data as Float32Array, g.geo, bias, Y.data as Float32Array);
+    return [Y];
+  };
+}
+
+/** out[..., N] = A[..., K]·Wᵀ(+bias) for a packed [N, K] weight; A's leading dims are kept. */
+export function rowsKernel(
+  K: number, N: number, ref: Kernel, minRank: number,
+  run: (A: Float32Array, M: number, bias: Float32Array | null, out: Float32Array) => void,
+  biasFrom: (inputs: readonly (Tensor | undefined)[]) => Float32Array | null | undefined,
+): Kernel {
+  return (inputs, ctx) => {
+    const A = inputs[0];
+    const bias = biasFrom(inputs);
+    if (!A || A.dtype !== 'float32' || A.rank < minRank || A.shape[A.rank - 1] !== K || bias === undefined) return ref(inputs, ctx);
+    const M = A.size / K;
+    const Y = ctx.alloc('float32', [...A.shape.slice(0, -1), N]);
+    if (M > 0) run(A.data as Float32Array, M, bias, Y.data as Float32Array);
+    return [Y];
+  };
+}
+
+/** Transpose a row-major [R, C] matrix, optionally scaling each value (rounded to float32). */
+function transpose(src: Float32Array, R: number, C: number, scale = 1): Float32Array {
+  const out = new Float32Array(R * C);
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) out[c * R + r] = scale === 1 ? src[r * C + c]! : f(scale * src[r * C + c]!);
+  return out;
+}
+
+/** A Gemm with constant B folded for an out = A·Wᵀ + bias kernel: W [N, K] = alpha·op(B), bias = beta·C. */
+export interface GemmPlan { transA: boolean; K: number; N: number; W: Float32Array; bias: Float32Array | null }
+
+export function gemmPlan(args: CompileArgs): GemmPlan | null {
+  const B = args.consts[1];
+  if (!f32(B) || B.rank !== 2) return null;
+  const a = new Attrs(args.node.attrs);
+  const transA = a.int('transA', 0) !== 0, transB = a.int('transB', 0) !== 0;
+  const alpha = a.float('alpha', 1), beta = a.float('beta', 1);
+  const K = transB ? B.shape[1]! : B.shape[0]!, N = transB ? B.shape[0]! : B.shape[1]!;
+  if (N === 0 || K === 0 || !Number.isFinite(alpha) || !Number.isFinite(beta)) return null;
+  // C folds into the bias when it is a constant broadcasting along rows ([N], [1, N] or a scalar).
+  let bias: Float32Array | null = null;
+  const C = args.node.inputs[2] ? args.consts[2] : undefined;
+  if (args.node.inputs[2] && beta !== 0) {
+    if (!f32(C)) return null;
+    const cs = C.rank === 2 ? C.shape : C.rank === 1 ? [1, C.shape[0]!] : C.rank === 0 ? [1, 1] : null;
+    if (!cs || cs[0] !== 1 || (cs[1] !== 1 && cs[1] !== N)) return null;
+    bias = new Float32Array(N);
+    for (let j = 0; j < N; j++) bias[j] = f(beta * (C.data as Float32Array)[cs[1] === 1 ? 0 : j]!);
+  }
+  // alpha folds into the packed weights: out = A·(alpha·op(B)).
+  const Bd = B.data as Float32Array;
+  const W = transB ? (alpha === 1 ? Bd : Bd.map((v) => f(alpha * v))) : transpose(Bd, K, N, alpha);
+  return { transA, K, N, W, bias };
+}
+
+/** A MatMul with constant B [K, N], as W = Bᵀ [N, K]; or null. */
+export function matMulPlan(args: CompileArgs): { K: number; N: number; W: Float32Array } | null {
+  const B = args.consts[1];
+  if (!f32(B) || B.rank !== 2) return null;
+  const [K, N] = B.shape as [number, number];
+  if (N === 0 || K === 0) return null;
+  return { K, N, W: transpose(B.data as Float32Array, K, N) };
+}
+
+/** The run-time side of a compiled Gemm: A [M, K] (or [K, M] with transA) → out [M, N]. */
+export function gemmKernel(plan: GemmPlan, ref: Kernel, run: (A: Float32Array, M: number, out: Float32Array) => void): Kernel {
+  const { transA, K, N } = plan;
+  return (inputs, ctx) => {
+    const A = inputs[0];
+    if (!f32(A) || A.rank !== 2) return ref(inputs, ctx);
+    const M = transA ? A.shape[1]! : A.shape[0]!;
+    if ((transA ? A.shape[0] : A.shape[1]) !== K) return ref(inputs, ctx);
+    const Ad = transA ? transpose(A.data as Float32Array, K, M) : (A.data as Float32Array);
+    const Y = ctx.alloc('float32', [M, N]);
+    if (M > 0) run(Ad, M, Y.data as Float32Array);
+    return [Y];
+  };
+}
+
+type Compile = (a: CompileArgs) => Kernel | null;
+
+/** A backend's fast kernels; each compiles to null (the reference runs) until `ready()`. */
+export function fastKernels(
+  ready: () => boolean,
+  c: { Conv: Compile; Gemm: Compile; MatMul: Compile; Q8Gemm: Compile; Q8Conv: Compile },
+): readonly FastKernel[] {
+  const guarded = (opType: string, domain: string, compile: Compile): FastKernel =>
+    ({ opType, domain, compile: (a) => (ready() ? compile(a) : null) });
+  return [
+    guarded('Conv', '', c.Conv),
+    guarded('Gemm', '', c.Gemm),
+    guarded('MatMul', '', c.MatMul),
+    guarded('Q8Gemm', 'q8', c.Q8Gemm),
+    guarded('Q8Conv', 'q8', c.Q8Conv),
+  ];
+}

@@ -1,0 +1,122 @@
+/**
+ * Scaffolding shared by the kernel backend tests (native.test.ts, wasm.test.ts): seeded random data,
+ * node construction, compiling a node on a backend and running it next to the reference kernel, a
+ * tolerance comparison, and the Conv cases both backends are checked on.
+ */
+import assert from 'node:assert/strict';
+import type { Node } from '../../src/graph/ir.js';
+import type { Backend } from '../../src/kernels/registry.js';
+import '../../src/ops/index.js';
+import { getOp, type OpSchema } from '../../src/ops/registry.js';
+import { Q8_OPS } from '../../src/quant/kernels.js';
+import { attrsFrom, makeContext } from '../../src/runtime/invoke.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+
+// Small deterministic PRNG (mulberry32) so failures reproduce.
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random floats whose magnitude changes every `row` values (so windows get different scales), some stretches zero. */
+export function floats(r: () => number, n: number, row = 0, zeroRows = false): Float32Array {
+  const a = new Float32Array(n);
+  let mag = 1;
+  for (let i = 0; i < n; i++) {
+    if (row && i % row === 0) mag = zeroRows && r() < 0.15 ? 0 : Math.exp(4 * r() - 2);
+    a[i] = (2 * r() - 1) * mag;
+  }
+  return a;
+}
+export function int8s(r: () => number, n: number): Int8Array {
+  const a = new Int8Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.floor(r() * 255) - 127;
+  return a;
+}
+export function scales(r: () => number, n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = 0.001 + 0.02 * r();
+  return a;
+}
+
+export function node(opType: string, domain: string, inputs: string[], attrs: Record<string, unknown>): Node {
+  return { name: `${opType}_t`, opType, domain, inputs, outputs: ['y'], attrs: attrsFrom(attrs) };
+}
+
+function refSchema(opType: string, domain: string): OpSchema {
+  const s = domain === 'q8' ? Q8_OPS.find((o) => o.opType === opType) : getOp(domain, opType);
+  assert.ok(s, `reference kernel ${domain}::${opType} missing`);
+  return s;
+}
+
+export type Both = (n: Node, inputs: (Tensor | undefined)[], constMask: boolean[], opset?: number) => { got: Tensor; want: Tensor };
+
+/** Compile with `backend` (inputs in constMask as constants) and run; also run the reference. */
+export function againstReference(backend: Backend): Both {
+  return (n, inputs, constMask, opset = 13) => {
+    const fk = backend.kernels.find((k) => k.opType === n.opType && (k.domain ?? '') === n.domain);
+    assert.ok(fk, `no ${backend.name} kernel for ${n.opType}`);
+    const consts = inputs.map((t, i) => (constMask[i] ? t : undefined));
+    const k = fk.compile({ node: n, consts, opset, threads: 0 });
+    assert.ok(k, `${backend.name} ${n.opType} declined ${JSON.stringify(n.attrs)}`);
+    const got = k(inputs, makeContext(n, opset))[0]!;
+    const want = refSchema(n.opType, n.domain).run(inputs, makeContext(n, opset))[0]!;
+    return { got, want };
+  };
+}
+
+/** |got - want| <= rel*|want| + abs*max|want| (abs covers float32 cancellation in long sums). */
+export function close(got: Tensor, want: Tensor, rel: number, what: string, abs = rel * 1e-3): void {
+  assert.deepEqual(got.shape, want.shape, `${what}: shape`);
+  const g = got.data as Float32Array, w = want.data as Float32Array;
+  let amax = 0;
+  for (let i = 0; i < w.length; i++) amax = Math.max(amax, Math.abs(w[i]!));
+  for (let i = 0; i < w.length; i++) {
+    const tol = rel * Math.abs(w[i]!) + abs * amax + 1e-30;
+    if (!(Math.abs(g[i]! - w[i]!) <= tol)) assert.fail(`${what}: element ${i} is ${g[i]}, reference ${w[i]} (tol ${tol})`);
+  }
+}
+
+export const ACTS = [{}, { activation: 'Relu' }, { activation: 'Clip', clip_min: -0.3, clip_max: 0.5 }];
+
+export interface ConvCase {
+  B: number; C: number; H: number; W: number; M: number; group: number; k: [number, number];
+  strides?: number[]; dilations?: number[]; pads?: number[]; auto_pad?: string; oneD?: boolean;
+}
+
+export const CONV_CASES: ConvCase[] = [
+  { B: 1, C: 16, H: 13, W: 11, M: 20, group: 1, k: [3, 3], pads: [1, 1, 1, 1] },
+  { B: 2, C: 12, H: 9, W: 30, M: 9, group: 3, k: [3, 2], strides: [2, 1], dilations: [1, 2], pads: [0, 1, 1, 0] },
+  { B: 1, C: 10, H: 7, W: 7, M: 10, group: 10, k: [3, 3], pads: [1, 1, 1, 1] },
+  { B: 1, C: 8, H: 17, W: 19, M: 8, group: 8, k: [5, 5], strides: [2, 2], pads: [2, 2, 2, 2] },
+  { B: 1, C: 6, H: 12, W: 12, M: 12, group: 6, k: [3, 3], pads: [1, 1, 1, 1] },  // depthwise, multiplier 2
+  { B: 1, C: 40, H: 20, W: 20, M: 33, group: 1, k: [3, 3], dilations: [2, 2], pads: [2, 2, 2, 2] },
+  { B: 1, C: 3, H: 31, W: 29, M: 16, group: 1, k: [7, 7], strides: [2, 2], pads: [3, 3, 3, 3] },
+  { B: 1, C: 24, H: 5, W: 6, M: 17, group: 1, k: [1, 1] },
+  { B: 2, C: 32, H: 9, W: 9, M: 64, group: 1, k: [3, 3], auto_pad: 'SAME_UPPER', strides: [2, 2] },
+  { B: 1, C: 7, H: 1, W: 50, M: 5, group: 1, k: [1, 4], oneD: true, pads: [2, 1], strides: [3] },
+  { B: 1, C: 4, H: 2, W: 70, M: 3, group: 1, k: [2, 3] },
+];
+
+export function convTensors(c: ConvCase, r: () => number, q8: boolean, wb: number) {
+  const Cg = c.C / c.group, K = Cg * c.k[0] * c.k[1];
+  const xShape = c.oneD ? [c.B, c.C, c.W] : [c.B, c.C, c.H, c.W];
+  const wShape = c.oneD ? [c.M, Cg, c.k[1]] : [c.M, Cg, c.k[0], c.k[1]];
+  const X = Tensor.from('float32', xShape, floats(r, xShape.reduce((a, b) => a * b, 1), c.W));
+  const nwb = wb ? Math.ceil(K / wb) : 1;
+  const W = q8 ? Tensor.from('int8', wShape, int8s(r, c.M * K)) : Tensor.from('float32', wShape, floats(r, c.M * K));
+  const Ws = Tensor.from('float32', wb ? [c.M, nwb] : [c.M], scales(r, c.M * nwb));
+  const bias = r() < 0.7 ? Tensor.from('float32', [c.M], floats(r, c.M)) : undefined;
+  const attrs: Record<string, unknown> = { group: c.group, kernel_shape: c.oneD ? [c.k[1]] : c.k };
+  if (c.strides) attrs['strides'] = c.strides;
+  if (c.dilations) attrs['dilations'] = c.dilations;
+  if (c.pads) attrs['pads'] = c.pads;
+  if (c.auto_pad) attrs['auto_pad'] = c.auto_pad;
+  return { X, W, Ws, bias, attrs, K };
+}
