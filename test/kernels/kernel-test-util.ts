@@ -120,3 +120,60 @@ export function convTensors(c: ConvCase, r: () => number, q8: boolean, wb: numbe
   if (c.auto_pad) attrs['auto_pad'] = c.auto_pad;
   return { X, W, Ws, bias, attrs, K };
 }
+
+export interface Case { n: Node; inputs: (Tensor | undefined)[]; constMask: boolean[]; what: string }
+
+/** Q8Gemm on A [M, K] (batched [1, M, K] when M is even) with windows wb/ab, int8 W [N, K] and bias in ~70% of cases. */
+export function q8GemmCase(r: () => number, M: number, K: number, N: number, wb: number, ab: number): Case {
+  const nwb = wb ? Math.ceil(K / wb) : 1;
+  const A = Tensor.from('float32', M % 2 ? [M, K] : [1, M, K], floats(r, M * K, ab || K, true));
+  const Wq = Tensor.from('int8', [N, K], int8s(r, N * K));
+  const Ws = Tensor.from('float32', wb ? [N, nwb] : [N], scales(r, N * nwb));
+  const bias = r() < 0.7 ? Tensor.from('float32', [N], floats(r, N)) : undefined;
+  const act = ACTS[(M + K + N + wb) % 3]!;
+  const n = node('Q8Gemm', 'q8', ['a', 'w', 's', bias ? 'b' : ''], { weight_block: wb, act_block: ab, ...act });
+  return { n, inputs: [A, Wq, Ws, bias], constMask: [false, true, true, true], what: `Q8Gemm M=${M} K=${K} N=${N} wb=${wb} ab=${ab} ${JSON.stringify(act)}` };
+}
+
+/** Q8Conv for conv case `ci` with windows wb/ab; K is the patch length C/group·kh·kw. */
+export function q8ConvCase(c: ConvCase, ci: number, r: () => number, wb: number, ab: number): Case & { K: number } {
+  const { X, W, Ws, bias, attrs, K } = convTensors(c, r, true, wb);
+  const act = ACTS[(ci + wb + ab) % 3]!;
+  const n = node('Q8Conv', 'q8', ['x', 'w', 's', bias ? 'b' : ''], { ...attrs, weight_block: wb, act_block: ab, ...act });
+  return { n, inputs: [X, W, Ws, bias], constMask: [false, true, true, true], what: `Q8Conv case ${ci} wb=${wb} ab=${ab} ${JSON.stringify(act)}`, K };
+}
+
+/** Float32 Conv on every case, within float32 summation-order tolerance; `label` prefixes failure messages. */
+export function checkConvF32(both: Both, r: () => number, cases: readonly ConvCase[], label = ''): void {
+  cases.forEach((c, ci) => {
+    const { X, W, bias, attrs } = convTensors(c, r, false, 0);
+    const n = node('Conv', '', ['x', 'w', bias ? 'b' : ''], attrs);
+    const { got, want } = both(n, [X, W, bias], [false, true, true]);
+    close(got, want, 1e-4, `${label}Conv case ${ci}`, 1e-5);
+  });
+}
+
+/**
+ * Float32 Gemm over transA/transB, alpha/beta and C as none/[1, N]/[N]/scalar (what the backends fold at
+ * compile time), then MatMul with a batched A when M is even, for each [M, K, N].
+ */
+export function checkGemmAndMatMul(both: Both, r: () => number, shapes: readonly [number, number, number][], label = ''): void {
+  for (const [M, K, N] of shapes) {
+    for (const [transA, transB, alpha, beta, cKind] of [
+      [0, 0, 1, 1, 'none'], [0, 1, 1, 1, 'row'], [1, 0, 0.5, 2, 'vec'], [1, 1, -1.5, 0.25, 'scalar'], [0, 1, 2, 0, 'vec'],
+    ] as [number, number, number, number, string][]) {
+      const A = Tensor.from('float32', transA ? [K, M] : [M, K], floats(r, M * K));
+      const B = Tensor.from('float32', transB ? [N, K] : [K, N], floats(r, N * K));
+      const C = cKind === 'none' ? undefined
+        : Tensor.from('float32', cKind === 'row' ? [1, N] : cKind === 'vec' ? [N] : [], floats(r, cKind === 'scalar' ? 1 : N));
+      const n = node('Gemm', '', ['a', 'b', C ? 'c' : ''], { transA, transB, alpha, beta });
+      const { got, want } = both(n, [A, B, C], [false, true, true]);
+      close(got, want, 1e-4, `${label}Gemm M=${M} K=${K} N=${N} tA=${transA} tB=${transB} alpha=${alpha} beta=${beta} C=${cKind}`, 1e-5);
+    }
+    const shapeA = M % 2 ? [M, K] : [2, M, K];
+    const A = Tensor.from('float32', shapeA, floats(r, shapeA.reduce((a, b) => a * b, 1)));
+    const B = Tensor.from('float32', [K, N], floats(r, K * N));
+    const { got, want } = both(node('MatMul', '', ['a', 'b'], {}), [A, B], [false, true]);
+    close(got, want, 1e-4, `${label}MatMul ${JSON.stringify(shapeA)} x [${K},${N}]`, 1e-5);
+  }
+}

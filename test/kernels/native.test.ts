@@ -9,7 +9,9 @@ import { Worker } from 'node:worker_threads';
 import { nativeAddon, nativeBackend, nativeLoadError, type NativeIsa } from '../../src/kernels/native/index.js';
 import { getBackend } from '../../src/kernels/registry.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { ACTS, againstReference, close, CONV_CASES, convTensors, floats, int8s, node, rng, scales, type ConvCase } from './kernel-test-util.js';
+import {
+  againstReference, checkConvF32, checkGemmAndMatMul, close, CONV_CASES, convTensors, floats, int8s, node, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
+} from './kernel-test-util.js';
 
 const addon = nativeAddon();
 const skip = addon ? false : `native addon not built: ${nativeLoadError}`;
@@ -50,15 +52,9 @@ test('Q8Gemm: native vs reference on random shapes and windows', { skip }, () =>
     for (const [M, K, N] of shapes) {
       for (const [wb, ab] of windows) {
         if ((wb || ab) && K < 32 && c++ % 2) continue;
-        const nwb = wb ? Math.ceil(K / wb) : 1;
-        const A = Tensor.from('float32', M % 2 ? [M, K] : [1, M, K], floats(r, M * K, ab || K, true));
-        const Wq = Tensor.from('int8', [N, K], int8s(r, N * K));
-        const Ws = Tensor.from('float32', wb ? [N, nwb] : [N], scales(r, N * nwb));
-        const bias = r() < 0.7 ? Tensor.from('float32', [N], floats(r, N)) : undefined;
-        const act = ACTS[(M + K + N + wb) % 3]!;
-        const n = node('Q8Gemm', 'q8', ['a', 'w', 's', bias ? 'b' : ''], { weight_block: wb, act_block: ab, ...act });
-        const { got, want } = both(n, [A, Wq, Ws, bias], [false, true, true, true]);
-        close(got, want, 1e-5, `${isa} Q8Gemm M=${M} K=${K} N=${N} wb=${wb} ab=${ab} ${JSON.stringify(act)}`);
+        const q = q8GemmCase(r, M, K, N, wb, ab);
+        const { got, want } = both(q.n, q.inputs, q.constMask);
+        close(got, want, 1e-5, `${isa} ${q.what}`);
       }
     }
   });
@@ -70,12 +66,10 @@ test('Q8Conv: native vs reference (groups, depthwise, strides, dilations, pads, 
   forEachIsa((isa) => {
     CONV_CASES.forEach((c, ci) => {
       for (const [wb, ab] of windows) {
-        const { X, W, Ws, bias, attrs, K } = convTensors(c, r, true, wb);
-        if ((wb || ab) && K < 32 && ci % 2) continue;
-        const act = ACTS[(ci + wb + ab) % 3]!;
-        const n = node('Q8Conv', 'q8', ['x', 'w', 's', bias ? 'b' : ''], { ...attrs, weight_block: wb, act_block: ab, ...act });
-        const { got, want } = both(n, [X, W, Ws, bias], [false, true, true, true]);
-        close(got, want, 1e-5, `${isa} Q8Conv case ${ci} wb=${wb} ab=${ab} ${JSON.stringify(act)}`);
+        const q = q8ConvCase(c, ci, r, wb, ab);
+        if ((wb || ab) && q.K < 32 && ci % 2) continue;
+        const { got, want } = both(q.n, q.inputs, q.constMask);
+        close(got, want, 1e-5, `${isa} ${q.what}`);
       }
     });
   });
@@ -84,12 +78,7 @@ test('Q8Conv: native vs reference (groups, depthwise, strides, dilations, pads, 
 test('Conv float32: native vs reference', { skip }, () => {
   const r = rng(3);
   forEachIsa((isa) => {
-    CONV_CASES.forEach((c, ci) => {
-      const { X, W, bias, attrs } = convTensors(c, r, false, 0);
-      const n = node('Conv', '', ['x', 'w', bias ? 'b' : ''], attrs);
-      const { got, want } = both(n, [X, W, bias], [false, true, true]);
-      close(got, want, 1e-4, `${isa} Conv case ${ci}`, 1e-5);
-    });
+    checkConvF32(both, r, CONV_CASES, `${isa} `);
     // A large-K conv crosses the addon's K chunking.
     const c: ConvCase = { B: 1, C: 70, H: 6, W: 9, M: 12, group: 1, k: [3, 3], pads: [1, 1, 1, 1] };
     const { X, W, bias, attrs } = convTensors(c, r, false, 0);
@@ -101,24 +90,7 @@ test('Conv float32: native vs reference', { skip }, () => {
 test('Gemm and MatMul float32: native vs reference (transA/transB/alpha/beta folding, batched A)', { skip }, () => {
   const r = rng(4);
   forEachIsa((isa) => {
-    for (const [M, K, N] of [[1, 1, 1], [7, 33, 65], [30, 100, 17], [1, 300, 200], [13, 64, 32]] as [number, number, number][]) {
-      for (const [transA, transB, alpha, beta, cKind] of [
-        [0, 0, 1, 1, 'none'], [0, 1, 1, 1, 'row'], [1, 0, 0.5, 2, 'vec'], [1, 1, -1.5, 0.25, 'scalar'], [0, 1, 2, 0, 'vec'],
-      ] as [number, number, number, number, string][]) {
-        const A = Tensor.from('float32', transA ? [K, M] : [M, K], floats(r, M * K));
-        const B = Tensor.from('float32', transB ? [N, K] : [K, N], floats(r, N * K));
-        const C = cKind === 'none' ? undefined
-          : Tensor.from('float32', cKind === 'row' ? [1, N] : cKind === 'vec' ? [N] : [], floats(r, cKind === 'scalar' ? 1 : N));
-        const n = node('Gemm', '', ['a', 'b', C ? 'c' : ''], { transA, transB, alpha, beta });
-        const { got, want } = both(n, [A, B, C], [false, true, true]);
-        close(got, want, 1e-4, `${isa} Gemm M=${M} K=${K} N=${N} tA=${transA} tB=${transB} alpha=${alpha} beta=${beta} C=${cKind}`, 1e-5);
-      }
-      const shapeA = M % 2 ? [M, K] : [2, M, K];
-      const A = Tensor.from('float32', shapeA, floats(r, shapeA.reduce((a, b) => a * b, 1)));
-      const B = Tensor.from('float32', [K, N], floats(r, K * N));
-      const { got, want } = both(node('MatMul', '', ['a', 'b'], {}), [A, B], [false, true]);
-      close(got, want, 1e-4, `${isa} MatMul ${JSON.stringify(shapeA)} x [${K},${N}]`, 1e-5);
-    }
+    checkGemmAndMatMul(both, r, [[1, 1, 1], [7, 33, 65], [30, 100, 17], [1, 300, 200], [13, 64, 32]], `${isa} `);
   });
 });
 

@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { wasmBackend, wasmKernels, wasmLoadError } from '../../src/kernels/wasm/index.js';
 import { getBackend } from '../../src/kernels/registry.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { ACTS, againstReference, close, CONV_CASES, convTensors, floats, int8s, node, rng, scales, type ConvCase } from './kernel-test-util.js';
+import {
+  againstReference, checkConvF32, checkGemmAndMatMul, close, CONV_CASES, floats, int8s, node, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
+} from './kernel-test-util.js';
 
 const kernels = wasmKernels();
 const skip = kernels ? false : `wasm kernels not built: ${wasmLoadError}`;
@@ -38,15 +40,9 @@ test('Q8Gemm: wasm vs reference on random shapes and windows', { skip }, () => {
   const windows = [[0, 0], [32, 0], [0, 32], [64, 128], [128, 64], [256, 32], [32, 256], [64, 64], [2, 0], [0, 6]];
   for (const [M, K, N] of shapes) {
     for (const [wb, ab] of windows) {
-      const nwb = wb ? Math.ceil(K / wb) : 1;
-      const A = Tensor.from('float32', M % 2 ? [M, K] : [1, M, K], floats(r, M * K, ab || K, true));
-      const Wq = Tensor.from('int8', [N, K], int8s(r, N * K));
-      const Ws = Tensor.from('float32', wb ? [N, nwb] : [N], scales(r, N * nwb));
-      const bias = r() < 0.7 ? Tensor.from('float32', [N], floats(r, N)) : undefined;
-      const act = ACTS[(M + K + N + wb) % 3]!;
-      const n = node('Q8Gemm', 'q8', ['a', 'w', 's', bias ? 'b' : ''], { weight_block: wb, act_block: ab, ...act });
-      const { got, want } = both(n, [A, Wq, Ws, bias], [false, true, true, true]);
-      identical(got, want, `Q8Gemm M=${M} K=${K} N=${N} wb=${wb} ab=${ab} ${JSON.stringify(act)}`);
+      const q = q8GemmCase(r, M, K, N, wb, ab);
+      const { got, want } = both(q.n, q.inputs, q.constMask);
+      identical(got, want, q.what);
     }
   }
 });
@@ -66,45 +62,21 @@ test('Q8Conv: wasm vs reference (groups, depthwise, strides, dilations, pads, 1-
   const windows = [[0, 0], [32, 0], [0, 32], [64, 32], [32, 128], [128, 64], [256, 256], [2, 4]];
   WASM_CONV_CASES.forEach((c, ci) => {
     for (const [wb, ab] of windows) {
-      const { X, W, Ws, bias, attrs } = convTensors(c, r, true, wb);
-      const act = ACTS[(ci + wb + ab) % 3]!;
-      const n = node('Q8Conv', 'q8', ['x', 'w', 's', bias ? 'b' : ''], { ...attrs, weight_block: wb, act_block: ab, ...act });
-      const { got, want } = both(n, [X, W, Ws, bias], [false, true, true, true]);
-      identical(got, want, `Q8Conv case ${ci} wb=${wb} ab=${ab} ${JSON.stringify(act)}`);
+      const q = q8ConvCase(c, ci, r, wb, ab);
+      const { got, want } = both(q.n, q.inputs, q.constMask);
+      identical(got, want, q.what);
     }
   });
 });
 
 test('Conv float32: wasm vs reference', { skip }, () => {
   const r = rng(13);
-  WASM_CONV_CASES.forEach((c, ci) => {
-    const { X, W, bias, attrs } = convTensors(c, r, false, 0);
-    const n = node('Conv', '', ['x', 'w', bias ? 'b' : ''], attrs);
-    const { got, want } = both(n, [X, W, bias], [false, true, true]);
-    close(got, want, 1e-4, `Conv case ${ci}`, 1e-5);
-  });
+  checkConvF32(both, r, WASM_CONV_CASES);
 });
 
 test('Gemm and MatMul float32: wasm vs reference (transA/transB/alpha/beta folding, batched A, M=1)', { skip }, () => {
   const r = rng(14);
-  for (const [M, K, N] of [[1, 1, 1], [7, 33, 65], [30, 100, 17], [1, 300, 200], [13, 64, 32], [9, 5, 3]] as [number, number, number][]) {
-    for (const [transA, transB, alpha, beta, cKind] of [
-      [0, 0, 1, 1, 'none'], [0, 1, 1, 1, 'row'], [1, 0, 0.5, 2, 'vec'], [1, 1, -1.5, 0.25, 'scalar'], [0, 1, 2, 0, 'vec'],
-    ] as [number, number, number, number, string][]) {
-      const A = Tensor.from('float32', transA ? [K, M] : [M, K], floats(r, M * K));
-      const B = Tensor.from('float32', transB ? [N, K] : [K, N], floats(r, N * K));
-      const C = cKind === 'none' ? undefined
-        : Tensor.from('float32', cKind === 'row' ? [1, N] : cKind === 'vec' ? [N] : [], floats(r, cKind === 'scalar' ? 1 : N));
-      const n = node('Gemm', '', ['a', 'b', C ? 'c' : ''], { transA, transB, alpha, beta });
-      const { got, want } = both(n, [A, B, C], [false, true, true]);
-      close(got, want, 1e-4, `Gemm M=${M} K=${K} N=${N} tA=${transA} tB=${transB} alpha=${alpha} beta=${beta} C=${cKind}`, 1e-5);
-    }
-    const shapeA = M % 2 ? [M, K] : [2, M, K];
-    const A = Tensor.from('float32', shapeA, floats(r, shapeA.reduce((a, b) => a * b, 1)));
-    const B = Tensor.from('float32', [K, N], floats(r, K * N));
-    const { got, want } = both(node('MatMul', '', ['a', 'b'], {}), [A, B], [false, true]);
-    close(got, want, 1e-4, `MatMul ${JSON.stringify(shapeA)} x [${K},${N}]`, 1e-5);
-  }
+  checkGemmAndMatMul(both, r, [[1, 1, 1], [7, 33, 65], [30, 100, 17], [1, 300, 200], [13, 64, 32], [9, 5, 3]]);
 });
 
 test('wasm kernels decline what they do not handle', { skip }, () => {
