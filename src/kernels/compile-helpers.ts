@@ -29,6 +29,11 @@ function q8Act(a: Attrs): Act | null {
   return null;
 }
 
+/** The activation a float q8.ConvAct fuses (none for a plain Conv), or null when not fusable. */
+export function fusedAct(node: Node): Act | null {
+  return q8Act(new Attrs(node.attrs));
+}
+
 /** Weight and activation windows that are each 0 or a multiple of `multiple`, and that nest. */
 export function windowsNest(wb: number, ab: number, multiple: number): boolean {
   const ok = (b: number) => Number.isInteger(b) && b >= 0 && b % multiple === 0;
@@ -246,6 +251,7 @@ export function fastKernels(
     ({ opType, domain, compile: (a) => (ready() ? compile(a) : null) });
   return [
     guarded('Conv', '', c.Conv),
+    guarded('ConvAct', 'q8', c.Conv), // Conv + Relu/Clip fused at load: same kernel, activation in the store
     guarded('Gemm', '', c.Gemm),
     guarded('MatMul', '', c.MatMul),
     guarded('Q8Gemm', 'q8', c.Q8Gemm),

@@ -48,6 +48,33 @@ function tapsOf(g: SpatialGeom, d: number): Taps {
   return t;
 }
 
+/**
+ * The common case (float32, 2-D, no dilation, no Indices) in a loop of its own: one element type
+ * keeps V8's property accesses monomorphic, which the shared loop above cannot (it serves every
+ * numeric type). Same window rules (taps) and NaN propagation as the general path.
+ */
+function maxPool2dF32(x: Float32Array, y: Float32Array, planes: number, H: number, W: number, OH: number, OW: number, tH: Taps, tW: Taps): void {
+  for (let p = 0; p < planes; p++) {
+    const xb = p * H * W;
+    let o = p * OH * OW;
+    for (let oy = 0; oy < OH; oy++) {
+      const kyLo = tH.lo[oy]!, kyHi = tH.hi[oy]!, y0 = tH.start[oy]!;
+      for (let ox = 0; ox < OW; ox++, o++) {
+        const kxLo = tW.lo[ox]!, kxHi = tW.hi[ox]!, x0 = tW.start[ox]!;
+        let best = -Infinity, any = false;
+        for (let ky = kyLo; ky < kyHi; ky++) {
+          const r = xb + (y0 + ky) * W + x0;
+          for (let kx = kxLo; kx < kxHi; kx++) {
+            const v = x[r + kx]!;
+            if (v > best || (v !== v && best === best) || !any) { best = v; any = true; }
+          }
+        }
+        y[o] = any ? best : 0;
+      }
+    }
+  }
+}
+
 function runMaxPool(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Tensor[] {
   const X = poolInput(inputs[0], 'MaxPool', false);
   const g = poolGeometry(X, ctx, 'MaxPool', ctx.opset >= 10);
@@ -70,6 +97,10 @@ function runMaxPool(inputs: readonly (Tensor | undefined)[], ctx: KernelContext)
   for (let d = nd - 1, a = 1; d >= 0; d--) { rowStrides[d] = a; a *= g.inDims[d]; }
   const oIdx = new Array<number>(nd).fill(0);
   const kIdx = new Array<number>(nd).fill(0);
+  if (nd === 2 && !idx && x instanceof Float32Array && g.dilations[0] === 1 && g.dilations[1] === 1) {
+    maxPool2dF32(x, y as Float32Array, N * C, g.inDims[0]!, g.inDims[1]!, g.outDims[0]!, g.outDims[1]!, taps[0]!, taps[1]!);
+    return I ? [Y, I] : [Y];
+  }
   for (let nc = 0; nc < N * C; nc++) {
     const xb = nc * inSize;
     const yb = nc * outSize;

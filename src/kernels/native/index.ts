@@ -13,7 +13,7 @@
  */
 import { createRequire } from 'node:module';
 import {
-  biasOf, convF32Plan, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, q8ConvPlan, q8GemmPlan, reference, rowsKernel,
+  biasOf, convF32Plan, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, q8ConvPlan, q8GemmPlan, reference, rowsKernel,
   windowsNest, type ActCode,
 } from '../compile-helpers.js';
 import { findPackageFile } from '../package-file.js';
@@ -78,11 +78,12 @@ const windowsOk = (wb: number, ab: number) => windowsNest(wb, ab, 4);
 function compileConv(args: CompileArgs): Kernel | null {
   const n = addon!;
   const c = convF32Plan(args);
-  if (!c) return null;
+  const act = fusedAct(args.node);
+  if (!c || !act) return null;
   const { plan } = c;
   const packed = n.packConvF32(c.W, plan.M, c.Kg, plan.group, plan.kDims.reduce((x, y) => x * y, 1));
   return convKernel(plan, 2, reference(args.node),
-    (X, geo, bias, out) => n.convF32(X, geo, packed, bias, 0, 0, 0, out));
+    (X, geo, bias, out) => n.convF32(X, geo, packed, bias, act.code, act.lo, act.hi, out));
 }
 
 function compileQ8Conv(args: CompileArgs): Kernel | null {

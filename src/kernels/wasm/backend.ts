@@ -13,7 +13,7 @@
 import { Q8Error } from '../../core/errors.js';
 import type { Kernel } from '../../ops/registry.js';
 import {
-  biasOf, convF32Plan, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, q8ConvPlan, q8GemmPlan, reference, rowsKernel,
+  biasOf, convF32Plan, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, q8ConvPlan, q8GemmPlan, reference, rowsKernel,
   windowsNest, type ActCode,
 } from '../compile-helpers.js';
 import { registerBackend, type Backend, type CompileArgs, type FastKernel } from '../registry.js';
@@ -210,11 +210,12 @@ function owning(k: WasmKernels, p: WasmPacked, kernel: Kernel): Kernel {
 function compileConv(args: CompileArgs): Kernel | null {
   const w = kernels!;
   const c = convF32Plan(args);
-  if (!c) return null;
+  const act = fusedAct(args.node);
+  if (!c || !act) return null;
   const { plan } = c;
   const packed = w.packConvF32(c.W, plan.M, c.Kg, plan.group);
   return owning(w, packed, convKernel(plan, 2, reference(args.node),
-    (X, geo, bias, out) => w.convF32(X, geo, packed, bias, 0, 0, 0, out)));
+    (X, geo, bias, out) => w.convF32(X, geo, packed, bias, act.code, act.lo, act.hi, out)));
 }
 
 function compileQ8Conv(args: CompileArgs): Kernel | null {
