@@ -210,7 +210,7 @@ type OpTimes = Record<string, { ms: number; count: number }>;
 async function profileQ8(model: Q8Model, feeds: Record<string, Tensor>, threads: number, runs: number): Promise<OpTimes> {
   getBackend('native')?.setThreads?.(threads);
   // Session keeps its steps private; the bench reaches in rather than adding a hook to the runtime.
-  const steps = (model.session as unknown as { steps: { node: { opType: string }; run: (...a: unknown[]) => unknown }[] }).steps;
+  const steps = (model.session as unknown as { steps: { node: { opType: string; domain: string }; run: (...a: unknown[]) => unknown }[] }).steps;
   const acc: OpTimes = {};
   const saved = steps.map((s) => s.run);
   steps.forEach((s, i) => {
@@ -218,7 +218,8 @@ async function profileQ8(model: Q8Model, feeds: Record<string, Tensor>, threads:
     s.run = (...a: unknown[]) => {
       const t = performance.now();
       const r = inner(...a);
-      const e = (acc[s.node.opType] ??= { ms: 0, count: 0 });
+      const key = s.node.domain ? `${s.node.domain}.${s.node.opType}` : s.node.opType;
+      const e = (acc[key] ??= { ms: 0, count: 0 });
       e.ms += performance.now() - t; e.count++;
       return r;
     };
