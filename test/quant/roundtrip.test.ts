@@ -21,9 +21,10 @@ function run(m: Model, x: Tensor): Float32Array {
   return Object.values(s.runSync({ [s.inputs[0]!.name]: x }))[0]!.data as Float32Array;
 }
 
+/** The int8 layers a session runs (q8.Q8Conv / q8.Q8Gemm; fused fp32 q8.ConvAct nodes are not int8). */
 function q8Nodes(m: Model) {
   const s = Session.create(cloneModel(m));
-  return { nodes: s.model.graph.nodes.filter((n) => n.domain === 'q8'), session: s };
+  return { nodes: s.model.graph.nodes.filter((n) => n.domain === 'q8' && (n.opType === 'Q8Conv' || n.opType === 'Q8Gemm')), session: s };
 }
 
 for (const opts of [{}, { weightWindow: 32 }, { weightWindow: 64, activationWindow: 32 }] as QuantizeOptions[]) {
