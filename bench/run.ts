@@ -295,8 +295,9 @@ async function main(): Promise<void> {
   const cpu = os.cpus()[0]?.model ?? 'unknown';
   const lscpu = spawnSync('lscpu', [], { encoding: 'utf8' }).stdout ?? '';
   const cpuModel = /Model name:\s*(.+)/.exec(lscpu)?.[1]?.trim() ?? cpu;
+  const family = /CPU family:\s*(\d+)/.exec(lscpu)?.[1];
   const machine = {
-    cpu: cpuModel, cores: os.cpus().length, memory_gb: Math.round(os.totalmem() / 2 ** 30),
+    cpu: cpuModel + (family ? ` (family ${family}${family === '26' ? ', Zen 5' : ''})` : ''), cores: os.cpus().length, memory_gb: Math.round(os.totalmem() / 2 ** 30),
     node: process.version, onnxruntime_node: ort ? readVersion('onnxruntime-node') : null,
     q8_backend: backend?.available() ? backend.description : 'ref',
     commit: commitOf(),
