@@ -59,14 +59,29 @@ function maxPool2dF32(x: Float32Array, y: Float32Array, planes: number, H: numbe
     let o = p * OH * OW;
     for (let oy = 0; oy < OH; oy++) {
       const kyLo = tH.lo[oy]!, kyHi = tH.hi[oy]!, y0 = tH.start[oy]!;
+      if (kyHi - kyLo === 2) {
+        // Two rows in the window (2x2 and 3x3-at-the-edge pools): the rows are walked together.
+        const r0 = xb + (y0 + kyLo) * W, r1 = r0 + W;
+        for (let ox = 0; ox < OW; ox++, o++) {
+          const kxLo = tW.lo[ox]!, kxHi = tW.hi[ox]!, x0 = tW.start[ox]!;
+          let best = NaN, any = false;
+          for (let c = x0 + kxLo; c < x0 + kxHi; c++) {
+            const a = x[r0 + c]!, b = x[r1 + c]!;
+            if (!any) { best = a; any = true; } else if (a > best || a !== a) { if (best === best) best = a; }
+            if (b > best || b !== b) { if (best === best) best = b; }
+          }
+          y[o] = any ? best : 0;
+        }
+        continue;
+      }
       for (let ox = 0; ox < OW; ox++, o++) {
         const kxLo = tW.lo[ox]!, kxHi = tW.hi[ox]!, x0 = tW.start[ox]!;
-        let best = -Infinity, any = false;
+        let best = NaN, any = false;
         for (let ky = kyLo; ky < kyHi; ky++) {
           const r = xb + (y0 + ky) * W + x0;
           for (let kx = kxLo; kx < kxHi; kx++) {
             const v = x[r + kx]!;
-            if (v > best || (v !== v && best === best) || !any) { best = v; any = true; }
+            if (!any) { best = v; any = true; } else if (v > best || v !== v) { if (best === best) best = v; }
           }
         }
         y[o] = any ? best : 0;
