@@ -125,7 +125,8 @@ export function foldConstants(model: Model, maxElements = 1 << 24): void {
 
 /**
  * Fuse a float Conv with the Relu or Clip (constant bounds) that alone consumes its output into
- * q8.ConvAct, so backends apply the activation in the convolution's store. Session-only: the
+ * q8.ConvAct, so backends apply the activation in the convolution's store, and an Add with the Relu
+ * that alone consumes its sum into q8.AddAct. Session-only: the
  * session works on a copy, so saved models keep the standard ONNX form.
  */
 export function fuseActivations(model: Model): void {
@@ -152,6 +153,21 @@ export function fuseActivations(model: Model): void {
     conv.domain = 'q8';
     conv.attrs = attrs;
     conv.outputs = [act.outputs[0]!];
+    removed.add(act);
+  }
+  // Add → Relu (a residual join): q8.AddAct, one pass over memory instead of two. Only when the
+  // sum is float or of unknown type (AddAct's reference still handles any dtype exactly).
+  for (const act of g.nodes) {
+    if (act.domain !== '' || act.opType !== 'Relu' || removed.has(act)) continue;
+    const x = act.inputs[0]!;
+    const sum = producer.get(x);
+    if (!sum || sum.domain !== '' || sum.opType !== 'Add' || sum.outputs.length !== 1 || consumers.get(x) !== 1 || removed.has(sum)) continue;
+    const dt = g.valueInfo.get(x)?.dtype ?? g.valueInfo.get(act.outputs[0]!)?.dtype;
+    if (dt !== undefined && dt !== 'float32' && dt !== 'float64') continue;
+    sum.opType = 'AddAct';
+    sum.domain = 'q8';
+    sum.attrs = { activation: { type: 'string', value: 'Relu' } };
+    sum.outputs = [act.outputs[0]!];
     removed.add(act);
   }
   if (removed.size) g.nodes = g.nodes.filter((n) => !removed.has(n));

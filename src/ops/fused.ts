@@ -3,13 +3,18 @@
  * and never saved: `ConvAct` is ONNX Conv followed by Relu or Clip(clip_min, clip_max) on its
  * output, so a backend applies the activation in its store instead of a separate pass over memory.
  * The reference runs ONNX Conv, then the activation, exactly as the unfused graph did.
+ * `AddAct` {activation: 'Relu'} is ONNX Add followed by Relu (a residual block's join), so the
+ * backends add and clamp in one pass over memory; its reference is ONNX Add then the activation.
  */
 import { Q8Error } from '../core/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { ops as convOps } from './conv.js';
+import { ops as elementwiseOps } from './elementwise.js';
 import type { KernelContext, OpSchema } from './registry.js';
 
 const conv = convOps.find((o) => o.opType === 'Conv')!;
+const add = elementwiseOps.find((o) => o.opType === 'Add' && !o.domain)!;
+const relu = elementwiseOps.find((o) => o.opType === 'Relu' && !o.domain)!;
 
 /** Apply the fused activation in place (float data). */
 export function applyActivation(t: Tensor, ctx: KernelContext): Tensor {
@@ -33,6 +38,18 @@ export const ops: OpSchema[] = [
     run: (inputs, ctx) => {
       const [y] = conv.run(inputs, ctx);
       return [applyActivation(y!, ctx)];
+    },
+  },
+  {
+    opType: 'AddAct',
+    domain: 'q8',
+    run: (inputs, ctx) => {
+      const [y] = add.run(inputs, ctx);
+      // Float data takes the activation in place as ConvAct does; other dtypes (int, bigint,
+      // float16 bits) get ONNX Relu itself, so the result is the unfused graph's.
+      if (y!.dtype === 'float32' || y!.dtype === 'float64') return [applyActivation(y!, ctx)];
+      if (ctx.attrs.string('activation', '') !== 'Relu') throw new Q8Error(`AddAct supports activation 'Relu' only`);
+      return relu.run([y], ctx);
     },
   },
 ];

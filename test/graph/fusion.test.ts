@@ -1,10 +1,13 @@
-/** Conv + Relu/Clip fusion at session load: which pairs fuse, and outputs stay the same. */
+/** Conv + Relu/Clip and Add + Relu fusion at session load: which pairs fuse, and outputs stay the same. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadOnnxFile } from '../../src/formats/onnx/index.js';
 import { cloneModel } from '../../src/graph/clone.js';
+import { emptyGraph, type Model } from '../../src/graph/ir.js';
+import { getOp } from '../../src/ops/registry.js';
+import { makeContext } from '../../src/runtime/invoke.js';
 import { Session } from '../../src/runtime/session.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 
@@ -45,4 +48,56 @@ test('a Conv whose output is also read elsewhere, or is a graph output, is not f
   assert.ok(s.model.graph.nodes.some((n) => n.name === conv.name && n.opType === 'Conv'));
   const outs = s.runSync({ input: images(1) });
   assert.ok(outs[conv.outputs[0]!]!.toFloat32().some((v) => v < 0), 'the pre-activation output keeps its negative values');
+});
+
+test('fashion-resnet: every Add read only by a Relu becomes q8.AddAct; outputs match the unfused graph', () => {
+  const m = loadOnnxFile(path.join(root, 'models/fashion-resnet.onnx'));
+  const producer = new Map(m.graph.nodes.map((n) => [n.outputs[0]!, n]));
+  const pairs = m.graph.nodes.filter((n) => n.opType === 'Relu' && producer.get(n.inputs[0]!)?.opType === 'Add').length;
+  assert.ok(pairs > 0, 'the model has Add→Relu');
+  const adds = m.graph.nodes.filter((n) => n.opType === 'Add').length;
+  for (const backend of ['ref', 'auto'] as const) {
+    const fused = Session.create(cloneModel(m), { backend });
+    const nodes = fused.model.graph.nodes;
+    const addActs = nodes.filter((n) => n.opType === 'AddAct' && n.domain === 'q8');
+    assert.equal(addActs.length, pairs);
+    assert.ok(addActs.every((n) => n.attrs['activation']?.type === 'string' && n.attrs['activation'].value === 'Relu'));
+    assert.equal(nodes.filter((n) => n.opType === 'Add').length, adds - pairs);
+    const plain = Session.create(cloneModel(m), { backend: 'ref', optimize: false });
+    const x = images(3);
+    const a = fused.runSync({ input: x })['logits']!.data as Float32Array;
+    const b = plain.runSync({ input: x })['logits']!.data as Float32Array;
+    for (let i = 0; i < b.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 1e-4 * (1 + Math.abs(b[i]!)), `${backend} logit ${i}: ${a[i]} vs ${b[i]}`);
+  }
+});
+
+test('an Add whose sum is also read elsewhere, or is not float, is not fused; AddAct on int32 is Add then Relu', () => {
+  const g = emptyGraph('t');
+  g.inputs.push({ name: 'a', dtype: 'float32', shape: [2, 3] }, { name: 'b', dtype: 'float32', shape: [2, 3] });
+  g.nodes.push(
+    { name: 'add1', opType: 'Add', domain: '', inputs: ['a', 'b'], outputs: ['s1'], attrs: {} },
+    { name: 'relu1', opType: 'Relu', domain: '', inputs: ['s1'], outputs: ['r1'], attrs: {} },
+    { name: 'add2', opType: 'Add', domain: '', inputs: ['r1', 'b'], outputs: ['s2'], attrs: {} },
+    { name: 'relu2', opType: 'Relu', domain: '', inputs: ['s2'], outputs: ['r2'], attrs: {} },
+  );
+  g.outputs.push({ name: 'r2' }, { name: 's2' });
+  const model: Model = { graph: g, opsets: new Map([['', 13]]), irVersion: 8, producerName: 't', producerVersion: '1', metadata: new Map(), source: 'test' };
+  const s = Session.create(cloneModel(model), { backend: 'ref' });
+  const types = s.model.graph.nodes.map((n) => n.opType);
+  assert.deepEqual(types, ['AddAct', 'Add', 'Relu'], 'add2 feeds a graph output: not fused');
+  const a = new Tensor('float32', [2, 3], Float32Array.from([-1, 2, -3, 4, -5, 6]));
+  const b = new Tensor('float32', [2, 3], Float32Array.from([0.5, -3, 1, 1, 2, -7]));
+  const out = s.runSync({ a, b });
+  assert.deepEqual(Array.from(out['s2']!.data as Float32Array), [0.5, -3, 1, 6, 2, -7]);
+  assert.deepEqual(Array.from(out['r2']!.data as Float32Array), [0.5, 0, 1, 6, 2, 0]);
+  // int32 sums keep their Add and Relu
+  g.valueInfo.set('s1', { name: 's1', dtype: 'int32' });
+  const s2 = Session.create(cloneModel(model), { backend: 'ref' });
+  assert.equal(s2.model.graph.nodes[0]!.opType, 'Add');
+  const addAct = getOp('q8', 'AddAct')!;
+  const n = { name: 'x', opType: 'AddAct', domain: 'q8', inputs: ['a', 'b'], outputs: ['y'], attrs: { activation: { type: 'string' as const, value: 'Relu' } } };
+  const yi = addAct.run([new Tensor('int32', [3], Int32Array.from([-4, 1, 2])), new Tensor('int32', [3], Int32Array.from([1, -5, 3]))], makeContext(n, 1))[0]!;
+  assert.deepEqual(Array.from(yi.data as Int32Array), [0, 0, 5]);
+  const yb = addAct.run([new Tensor('int64', [2], BigInt64Array.from([-4n, 7n])), new Tensor('int64', [2], BigInt64Array.from([1n, 1n]))], makeContext(n, 1))[0]!;
+  assert.deepEqual(Array.from(yb.data as BigInt64Array), [0n, 8n]);
 });
