@@ -521,6 +521,60 @@ ENTRY(ConvQ8)
   return undef(env);
 END
 
+// maxPoolF32(X, geometry, out): geometry as conv's with C = channels (dh = dw = 1); X, out NCHW.
+ENTRY(MaxPoolF32)
+  Args a(env, info, 3, "maxPoolF32");
+  auto* g = a.arr<int32_t>(1, napi_int32_array, 14, "geometry");
+  ConvGeom G;
+  int batch = g[0]; G.C = g[1]; G.H = g[2]; G.W = g[3]; G.kh = g[4]; G.kw = g[5]; G.sh = g[6]; G.sw = g[7];
+  G.dh = g[8]; G.dw = g[9]; G.pt = g[10]; G.pl = g[11]; G.OH = g[12]; G.OW = g[13];
+  CHECK(env, batch >= 0 && G.C > 0 && G.H > 0 && G.W > 0 && G.kh > 0 && G.kw > 0 && G.sh > 0 && G.sw > 0 &&
+        G.dh == 1 && G.dw == 1 && G.pt >= 0 && G.pl >= 0 && G.OH > 0 && G.OW > 0, "maxPoolF32: bad geometry");
+  int planes = batch * G.C;
+  auto* X = a.arr<float>(0, napi_float32_array, (size_t)planes * G.H * G.W, "X");
+  auto* out = a.arr<float>(2, napi_float32_array, (size_t)planes * G.OH * G.OW, "out");
+  std::lock_guard<std::mutex> lk(pool().call);
+  K().maxpool_f32(G, planes, X, out);
+  return undef(env);
+END
+
+// addF32(A, B, act 0|1, out): out = A + B (same length), act 1 then v < 0 ? 0 : v.
+ENTRY(AddF32)
+  Args a(env, info, 4, "addF32");
+  int act = a.i32(2);
+  CHECK(env, act == 0 || act == 1, "addF32: act should be 0 (none) or 1 (Relu)");
+  size_t n;
+  napi_typedarray_type t;
+  void* d; napi_value ab; size_t off;
+  bool ok = false;
+  napi_is_typedarray(env, a.argv[3], &ok);
+  CHECK(env, ok, "out should be a typed array");
+  napi_get_typedarray_info(env, a.argv[3], &t, &n, &d, &ab, &off);
+  auto* A = a.arr<float>(0, napi_float32_array, n, "A");
+  auto* B = a.arr<float>(1, napi_float32_array, n, "B");
+  auto* out = a.arr<float>(3, napi_float32_array, n, "out");
+  std::lock_guard<std::mutex> lk(pool().call);
+  K().add_f32(A, B, n, act, out);
+  return undef(env);
+END
+
+// reluF32(X, out): ONNX Relu over out.length values.
+ENTRY(ReluF32)
+  Args a(env, info, 2, "reluF32");
+  size_t n;
+  napi_typedarray_type t;
+  void* d; napi_value ab; size_t off;
+  bool ok = false;
+  napi_is_typedarray(env, a.argv[1], &ok);
+  CHECK(env, ok, "out should be a typed array");
+  napi_get_typedarray_info(env, a.argv[1], &t, &n, &d, &ab, &off);
+  auto* X = a.arr<float>(0, napi_float32_array, n, "X");
+  auto* out = a.arr<float>(1, napi_float32_array, n, "out");
+  std::lock_guard<std::mutex> lk(pool().call);
+  K().relu_f32(X, n, out);
+  return undef(env);
+END
+
 // peak(kind 'int8'|'f32', iters) -> { ops, seconds } of a register-only loop on the calling thread.
 ENTRY(Peak)
   Args a(env, info, 2, "peak");
@@ -551,6 +605,7 @@ NAPI_MODULE_INIT() {
       {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
       {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
       {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"peak", Peak},
+      {"maxPoolF32", MaxPoolF32}, {"addF32", AddF32}, {"reluF32", ReluF32},
   };
   for (auto& f : fns) {
     napi_value v;

@@ -92,6 +92,13 @@ struct Kernels {
   void (*conv_f32)(const PackF32Conv&, const ConvGeom&, int batch, const float* X, const Epi&, float* out);
   double (*peak_i8)(long iters);   // ops done by a tight int8-dot loop (null: none)
   double (*peak_f32)(long iters);  // ops done by a tight FMA loop (null: none)
+  // MaxPool over batch*C planes (G.dh = G.dw = 1): padded taps are skipped, a window with no input
+  // gives 0, a NaN anywhere in the window gives NaN (the reference's rules).
+  void (*maxpool_f32)(const ConvGeom& G, int planes, const float* X, float* out);
+  // out = a + b; act 1: then v < 0 ? 0 : v (q8.AddAct's store; keeps -0 and NaN).
+  void (*add_f32)(const float* a, const float* b, size_t n, int act, float* out);
+  // ONNX Relu: v > 0 ? v : (NaN stays NaN, everything else 0).
+  void (*relu_f32)(const float* x, size_t n, float* out);
 };
 
 extern const Kernels kern_avx512vnni, kern_avxvnni, kern_avx2, kern_scalar;

@@ -886,9 +886,124 @@ static double peak_f32(long n) {
   return (double)n * 24 * L * 2;
 }
 
+// ---------------------------------------------------------------- MaxPool, element-wise (fp32)
+// max keeping NaN: vmaxps(v, m) is "v > m ? v : m", which keeps a NaN m and the earlier of equal
+// values (as the reference's strict >); a NaN v is merged in explicitly.
+static inline F nmax(F m, F v) { return V::fmerge(V::max(v, m), V::isnan(v), v); }
+
+struct PoolCtx { const ConvGeom* G; const float* X; float* out; int len; };
+
+// One plane: per output row, the window's input rows are reduced into a row buffer padded with
+// -inf (so padded taps never win), then each output column takes the max of its kw buffer values.
+static void maxpool_task(void* vc, int p, int th) {
+  auto& c = *(PoolCtx*)vc;
+  const ConvGeom& G = *c.G;
+  const int H = G.H, W = G.W, OH = G.OH, OW = G.OW, kh = G.kh, kw = G.kw, sh = G.sh, sw = G.sw, pl = G.pl;
+  auto* rb = (float*)scratch(th, 0).get(sizeof(float) * c.len + 64);
+  for (int j = 0; j < c.len; j++) rb[j] = -INFINITY;
+  const float* x = c.X + (size_t)p * H * W;
+  float* out = c.out + (size_t)p * OH * OW;
+  float* row = rb + pl;
+  for (int oy = 0; oy < OH; oy++) {
+    int y0 = oy * sh - G.pt, lo = std::max(0, -y0), hi = std::min(kh, H - y0);
+    float* o = out + (size_t)oy * OW;
+    if (lo >= hi) { std::fill(o, o + OW, 0.f); continue; }
+    const float* r0 = x + (size_t)(y0 + lo) * W;
+    int nr = hi - lo, cidx = 0;
+    for (; cidx + L <= W; cidx += L) {
+      F m = V::fload(r0 + cidx);
+      for (int k = 1; k < nr; k++) m = nmax(m, V::fload(r0 + (size_t)k * W + cidx));
+      V::fstore(row + cidx, m);
+    }
+    if (cidx < W) {
+      M mk = V::first(W - cidx);
+      F m = V::floadm(r0 + cidx, mk);
+      for (int k = 1; k < nr; k++) m = nmax(m, V::floadm(r0 + (size_t)k * W + cidx, mk));
+      V::fstorem(row + cidx, m, mk);
+    }
+    // output column ox reads rb[ox*sw + kx]
+    for (int ox = 0; ox < OW; ox += L) {
+      int n = std::min(L, OW - ox);
+      F m = V::fset(-INFINITY);
+      if (sw == 1) {
+        for (int kx = 0; kx < kw; kx++) m = nmax(m, V::fload(rb + ox + kx));
+      } else if (sw == 2) {
+        for (int kx = 0; kx < kw; kx++) m = nmax(m, V::even2(rb + 2 * ox + kx));
+      } else {
+        alignas(64) float t[L];
+        for (int l = 0; l < L; l++) {
+          float b = -INFINITY;
+          if (l < n) {
+            const float* q = rb + (size_t)(ox + l) * sw;
+            for (int kx = 0; kx < kw; kx++) { float v = q[kx]; if (v > b || v != v) { if (b == b) b = v; } }
+          }
+          t[l] = b;
+        }
+        m = V::fload(t);
+      }
+      if (n >= L) V::fstore(o + ox, m);
+      else V::fstorem(o + ox, m, V::first(n));
+    }
+    // windows lying wholly in the padding (or past the input in ceil mode) have no value: 0
+    for (int ox = 0; ox < OW; ox++) {
+      int x0 = ox * sw - pl;
+      if (x0 + kw <= 0 || x0 >= W) o[ox] = 0.f;
+    }
+  }
+}
+
+static void maxpool_f32(const ConvGeom& G, int planes, const float* X, float* out) {
+  int span = std::max(G.W + G.pl, (G.OW - 1) * G.sw + G.kw);
+  PoolCtx c{&G, X, out, span + std::max(2, G.sw) * L + 16};
+  run_tasks(planes, maxpool_task, &c, (double)planes * G.OH * G.OW * G.kh * G.kw);
+}
+
+constexpr size_t kEwChunk = 16384;  // elements per task: big enough to amortize a task, L2-sized
+
+struct EwCtx { const float* a; const float* b; size_t n; int act; float* out; };
+
+static void add_task(void* vc, int t, int) {
+  auto& c = *(EwCtx*)vc;
+  size_t i0 = (size_t)t * kEwChunk, i1 = std::min(c.n, i0 + kEwChunk), i = i0;
+  const F z = V::fzero();
+  if (c.act) {
+    for (; i + L <= i1; i += L) V::fstore(c.out + i, V::max(z, V::add(V::fload(c.a + i), V::fload(c.b + i))));
+  } else {
+    for (; i + L <= i1; i += L) V::fstore(c.out + i, V::add(V::fload(c.a + i), V::fload(c.b + i)));
+  }
+  if (i < i1) {
+    M m = V::first((int)(i1 - i));
+    F v = V::add(V::floadm(c.a + i, m), V::floadm(c.b + i, m));
+    V::fstorem(c.out + i, c.act ? V::max(z, v) : v, m);  // max(0, v) = 0 > v ? 0 : v
+  }
+}
+
+static void relu_task(void* vc, int t, int) {
+  auto& c = *(EwCtx*)vc;
+  size_t i0 = (size_t)t * kEwChunk, i1 = std::min(c.n, i0 + kEwChunk), i = i0;
+  const F z = V::fzero();
+  // max(v, 0) = v > 0 ? v : 0, then NaN back in
+  for (; i + L <= i1; i += L) { F v = V::fload(c.a + i); V::fstore(c.out + i, V::fmerge(V::max(v, z), V::isnan(v), v)); }
+  if (i < i1) {
+    M m = V::first((int)(i1 - i));
+    F v = V::floadm(c.a + i, m);
+    V::fstorem(c.out + i, V::fmerge(V::max(v, z), V::isnan(v), v), m);
+  }
+}
+
+static void add_f32(const float* a, const float* b, size_t n, int act, float* out) {
+  EwCtx c{a, b, n, act, out};
+  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), add_task, &c, (double)n * 4);
+}
+
+static void relu_f32(const float* x, size_t n, float* out) {
+  EwCtx c{x, nullptr, n, 1, out};
+  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), relu_task, &c, (double)n * 4);
+}
+
 }  // namespace Q8_NS
 
 const Kernels Q8_TABLE = {Q8_NAME, V::kU8, Q8_NS::gemm_q8, Q8_NS::conv_q8, Q8_NS::gemm_f32, Q8_NS::conv_f32,
-                          Q8_NS::peak_i8, Q8_NS::peak_f32};
+                          Q8_NS::peak_i8, Q8_NS::peak_f32, Q8_NS::maxpool_f32, Q8_NS::add_f32, Q8_NS::relu_f32};
 
 }  // namespace q8

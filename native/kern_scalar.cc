@@ -132,8 +132,44 @@ void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X
   }, &c);
 }
 
+// Same rules as the reference: padded taps skipped, empty window 0, NaN anywhere gives NaN.
+void maxpool_f32(const ConvGeom& G, int planes, const float* X, float* out) {
+  struct Ctx { const ConvGeom* G; const float* X; float* out; } c{&G, X, out};
+  parallel_for(planes, [](void* vc, int p, int) {
+    auto& c = *(Ctx*)vc; const ConvGeom& G = *c.G;
+    const float* x = c.X + (size_t)p * G.H * G.W;
+    float* o = c.out + (size_t)p * G.OH * G.OW;
+    for (int oy = 0; oy < G.OH; oy++) {
+      int y0 = oy * G.sh - G.pt, ylo = std::max(0, -y0), yhi = std::min(G.kh, G.H - y0);
+      for (int ox = 0; ox < G.OW; ox++) {
+        int x0 = ox * G.sw - G.pl, xlo = std::max(0, -x0), xhi = std::min(G.kw, G.W - x0);
+        float best = 0.f;
+        bool any = false;
+        for (int ky = ylo; ky < yhi; ky++)
+          for (int kx = xlo; kx < xhi; kx++) {
+            float v = x[(size_t)(y0 + ky) * G.W + x0 + kx];
+            if (!any) { best = v; any = true; }
+            else if ((v > best || v != v) && best == best) best = v;
+          }
+        o[(size_t)oy * G.OW + ox] = best;
+      }
+    }
+  }, &c);
+}
+
+void add_f32(const float* a, const float* b, size_t n, int act, float* out) {
+  for (size_t i = 0; i < n; i++) {
+    float v = a[i] + b[i];
+    out[i] = act && v < 0.f ? 0.f : v;
+  }
+}
+
+void relu_f32(const float* x, size_t n, float* out) {
+  for (size_t i = 0; i < n; i++) { float v = x[i]; out[i] = v > 0.f ? v : v == v ? 0.f : v; }
+}
+
 }  // namespace
 
-const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32, nullptr, nullptr};
+const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32, nullptr, nullptr, maxpool_f32, add_f32, relu_f32};
 
 }  // namespace q8

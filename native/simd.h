@@ -27,6 +27,7 @@ struct V {
     return _mm512_permutex2var_ps(_mm512_loadu_ps(p), idx, _mm512_loadu_ps(p + 16));
   }
   static F fmerge(F src, M m, F v) { return _mm512_mask_mov_ps(src, m, v); }
+  static M isnan(F a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
   static void fstore(float* p, F v) { _mm512_storeu_ps(p, v); }
   static void fstorem(float* p, F v, M m) { _mm512_mask_storeu_ps(p, m, v); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
@@ -87,6 +88,7 @@ struct V {
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
   }
   static F fmerge(F src, M m, F v) { return _mm256_blendv_ps(src, v, _mm256_castsi256_ps(m)); }
+  static M isnan(F a) { return _mm256_castps_si256(_mm256_cmp_ps(a, a, _CMP_UNORD_Q)); }
   static void fstore(float* p, F v) { _mm256_storeu_ps(p, v); }
   static void fstorem(float* p, F v, M m) { _mm256_maskstore_ps(p, m, v); }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }

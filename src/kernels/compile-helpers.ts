@@ -242,13 +242,22 @@ export function gemmKernel(plan: GemmPlan, ref: Kernel, run: (A: Float32Array, M
 
 type Compile = (a: CompileArgs) => Kernel | null;
 
-/** A backend's fast kernels; each compiles to null (the reference runs) until `ready()`. */
+/**
+ * A backend's fast kernels; each compiles to null (the reference runs) until `ready()`. The
+ * memory-bound float ops (MaxPool, Relu, Add, q8.AddAct) are optional: a backend without them
+ * leaves them to the reference.
+ */
 export function fastKernels(
   ready: () => boolean,
-  c: { Conv: Compile; Gemm: Compile; MatMul: Compile; Q8Gemm: Compile; Q8Conv: Compile },
+  c: {
+    Conv: Compile; Gemm: Compile; MatMul: Compile; Q8Gemm: Compile; Q8Conv: Compile;
+    MaxPool?: Compile; Relu?: Compile; Add?: Compile; AddAct?: Compile;
+  },
 ): readonly FastKernel[] {
   const guarded = (opType: string, domain: string, compile: Compile): FastKernel =>
     ({ opType, domain, compile: (a) => (ready() ? compile(a) : null) });
+  const optional = ([['MaxPool', '', c.MaxPool], ['Relu', '', c.Relu], ['Add', '', c.Add], ['AddAct', 'q8', c.AddAct]] as const)
+    .flatMap(([op, domain, compile]) => (compile ? [guarded(op, domain, compile)] : []));
   return [
     guarded('Conv', '', c.Conv),
     guarded('ConvAct', 'q8', c.Conv), // Conv + Relu/Clip fused at load: same kernel, activation in the store
@@ -256,5 +265,40 @@ export function fastKernels(
     guarded('MatMul', '', c.MatMul),
     guarded('Q8Gemm', 'q8', c.Q8Gemm),
     guarded('Q8Conv', 'q8', c.Q8Conv),
+    ...optional,
   ];
+}
+
+/**
+ * A 2-D float32 MaxPool without Indices and with dilations 1, as the kernels' geometry array
+ * [batch, C, H, W, kh, kw, sh, sw, 1, 1, padTop, padLeft, OH, OW] and output shape; null when the
+ * node or X does not fit (the reference runs).
+ */
+export function maxPoolGeometry(X: Tensor | undefined, ctx: KernelContext): { geo: Int32Array; outShape: number[] } | null {
+  if (!X || X.dtype !== 'float32' || X.rank !== 4) return null;
+  if (ctx.node.outputs.length > 1 && ctx.node.outputs[1] !== '') return null;
+  const ks = ctx.attrs.ints('kernel_shape');
+  if (!ks || ks.length !== 2 || ks.some((k) => !Number.isInteger(k) || k < 1)) return null;
+  if (ctx.attrs.int('storage_order', 0) !== 0) return null;
+  let g;
+  try {
+    g = slidingGeometry(ctx.attrs, X.shape.slice(2), ks, ctx.attrs.int('ceil_mode', 0) !== 0, ctx.opset >= 10);
+  } catch {
+    return null; // bad attributes: the reference reports them
+  }
+  if (g.dilations.some((d) => d !== 1) || g.padsBegin.some((p) => p < 0) || g.strides.some((s) => s < 1)) return null;
+  if (g.outDims.some((d) => d <= 0) || g.inDims.some((d) => d <= 0)) return null;
+  const [B, C] = X.shape as [number, number];
+  if (B * C === 0) return null;
+  const geo = Int32Array.from([B, C, g.inDims[0]!, g.inDims[1]!, g.kDims[0]!, g.kDims[1]!, g.strides[0]!, g.strides[1]!, 1, 1,
+    g.padsBegin[0]!, g.padsBegin[1]!, g.outDims[0]!, g.outDims[1]!]);
+  return { geo, outShape: [B, C, g.outDims[0]!, g.outDims[1]!] };
+}
+
+/** Two float32 inputs of one shape (an Add the kernels take without broadcasting), or null. */
+export function sameShapeF32(inputs: readonly (Tensor | undefined)[]): [Tensor, Tensor] | null {
+  const [a, b] = inputs;
+  if (!a || !b || a.dtype !== 'float32' || b.dtype !== 'float32' || a.rank !== b.rank) return null;
+  if (a.shape.some((d, i) => d !== b.shape[i])) return null;
+  return [a, b];
 }

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { nativeAddon, nativeBackend, nativeLoadError, type NativeIsa } from '../../src/kernels/native/index.js';
 import { getBackend } from '../../src/kernels/registry.js';
+import { getOp } from '../../src/ops/registry.js';
+import { makeContext } from '../../src/runtime/invoke.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import {
   againstReference, checkConvF32, checkGemmAndMatMul, close, CONV_CASES, convTensors, floats, int8s, node, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
@@ -92,6 +94,108 @@ test('Gemm and MatMul float32: native vs reference (transA/transB/alpha/beta fol
   forEachIsa((isa) => {
     checkGemmAndMatMul(both, r, [[1, 1, 1], [7, 33, 65], [30, 100, 17], [1, 300, 200], [13, 64, 32]], `${isa} `);
   });
+});
+
+/** Counts calls of an addon entry point, so a test can tell the native path ran (not the fallback). */
+function spy<K extends 'maxPoolF32' | 'addF32' | 'reluF32'>(name: K): { calls: number; restore(): void } {
+  const a = addon as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const orig = a[name]!;
+  const s = { calls: 0, restore: () => { a[name] = orig; } };
+  a[name] = (...args: unknown[]) => { s.calls++; return orig.apply(addon, args); };
+  return s;
+}
+
+/** Bit-for-bit up to NaN payloads and the sign of zero. */
+function same(got: Tensor, want: Tensor, what: string): void {
+  assert.deepEqual(got.shape, want.shape, `${what}: shape`);
+  const g = got.data as Float32Array, w = want.data as Float32Array;
+  for (let i = 0; i < w.length; i++) {
+    if (!(g[i] === w[i] || (Number.isNaN(g[i]) && Number.isNaN(w[i])))) assert.fail(`${what}: element ${i} is ${g[i]}, reference ${w[i]}`);
+  }
+}
+
+/** Random floats with some NaN and ±Inf sprinkled in (rate per value). */
+function specials(r: () => number, n: number, rate: number): Float32Array {
+  const a = floats(r, n, 17);
+  for (let i = 0; i < n; i++) {
+    const u = r();
+    if (u < rate / 3) a[i] = NaN;
+    else if (u < (2 * rate) / 3) a[i] = Infinity;
+    else if (u < rate) a[i] = -Infinity;
+  }
+  return a;
+}
+
+test('MaxPool float32 2-D: native vs reference (odd sizes, strides, pads, ceil_mode, auto_pad, NaN/±Inf)', { skip }, () => {
+  const r = rng(11);
+  type PoolCase = { B: number; C: number; H: number; W: number; k: [number, number]; s?: [number, number]; pads?: number[]; ceil?: number; auto?: string };
+  const cases: PoolCase[] = [
+    { B: 1, C: 3, H: 8, W: 8, k: [2, 2], s: [2, 2] },
+    { B: 2, C: 5, H: 13, W: 17, k: [2, 2], s: [2, 2] },
+    { B: 1, C: 4, H: 15, W: 15, k: [3, 3], s: [2, 2], pads: [1, 1, 1, 1] },
+    { B: 1, C: 3, H: 14, W: 37, k: [3, 3], s: [2, 2], pads: [1, 1, 1, 1], ceil: 1 },
+    { B: 2, C: 2, H: 11, W: 40, k: [3, 2], s: [1, 1], pads: [1, 0, 2, 1] },
+    { B: 1, C: 6, H: 9, W: 50, k: [2, 3], s: [3, 3], pads: [0, 2, 1, 0], ceil: 1 },
+    { B: 1, C: 2, H: 7, W: 7, k: [7, 7] },
+    { B: 1, C: 2, H: 5, W: 33, k: [1, 1], s: [1, 4] },
+    { B: 1, C: 3, H: 10, W: 21, k: [3, 3], s: [2, 2], auto: 'SAME_UPPER' },
+    { B: 1, C: 3, H: 10, W: 21, k: [4, 4], s: [3, 2], auto: 'SAME_LOWER' },
+    { B: 1, C: 64, H: 56, W: 56, k: [2, 2], s: [2, 2] },
+    { B: 1, C: 3, H: 4, W: 4, k: [3, 3], s: [3, 3], pads: [2, 2, 2, 2], ceil: 1 }, // windows wholly in the padding
+  ];
+  const calls = spy('maxPoolF32');
+  try {
+  forEachIsa((isa) => {
+    cases.forEach((c, ci) => {
+      for (const rate of [0, 0.05]) {
+        const X = Tensor.from('float32', [c.B, c.C, c.H, c.W], rate ? specials(r, c.B * c.C * c.H * c.W, rate) : floats(r, c.B * c.C * c.H * c.W, 13));
+        const attrs: Record<string, unknown> = { kernel_shape: c.k };
+        if (c.s) attrs['strides'] = c.s;
+        if (c.pads) attrs['pads'] = c.pads;
+        if (c.ceil) attrs['ceil_mode'] = c.ceil;
+        if (c.auto) attrs['auto_pad'] = c.auto;
+        const { got, want } = both(node('MaxPool', '', ['x'], attrs), [X], [false], 12);
+        same(got, want, `${isa} MaxPool case ${ci} specials ${rate}`);
+      }
+    });
+  });
+  } finally { calls.restore(); }
+  assert.equal(calls.calls, ISAS.length * 12 * 2, 'every case ran the native kernel');
+});
+
+test('Relu, Add and q8.AddAct float32: native vs reference (odd lengths, NaN/±Inf, broadcasting falls back)', { skip }, () => {
+  const r = rng(12);
+  const addAct = getOp('q8', 'AddAct')!;
+  const adds = spy('addF32'), relus = spy('reluF32');
+  try {
+  forEachIsa((isa) => {
+    for (const shape of [[1], [7], [3, 5, 17], [2, 64, 33, 9], [1, 256, 14, 14], [40000]]) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const A = Tensor.from('float32', shape, specials(r, n, 0.03));
+      const B = Tensor.from('float32', shape, specials(r, n, 0.03));
+      let { got, want } = both(node('Relu', '', ['x'], {}), [A], [false]);
+      same(got, want, `${isa} Relu ${shape}`);
+      ({ got, want } = both(node('Add', '', ['a', 'b'], {}), [A, B], [false, false]));
+      same(got, want, `${isa} Add ${shape}`);
+      const an = node('AddAct', 'q8', ['a', 'b'], { activation: 'Relu' });
+      const fk = nativeBackend.kernels.find((k) => k.opType === 'AddAct' && k.domain === 'q8')!;
+      const k = fk.compile({ node: an, consts: [undefined, undefined], opset: 1, threads: 0 })!;
+      got = k([A, B], makeContext(an, 1))[0]!;
+      want = addAct.run([A, B], makeContext(an, 1))[0]!;
+      same(got, want, `${isa} AddAct ${shape}`);
+      if (n > 100) assert.ok((got.data as Float32Array).some((v) => v === 0) && (got.data as Float32Array).some((v) => v > 0), 'AddAct clamps some values');
+    }
+    // broadcasting and other dtypes run the reference
+    const A = Tensor.from('float32', [3, 4], floats(r, 12)), b = Tensor.from('float32', [4], floats(r, 4));
+    const { got, want } = both(node('Add', '', ['a', 'b'], {}), [A, b], [false, false]);
+    same(got, want, `${isa} Add broadcast`);
+    const I = Tensor.from('int32', [5], Int32Array.from([-3, 4, -1, 0, 9]));
+    const ri = both(node('Relu', '', ['x'], {}), [I], [false]);
+    assert.deepEqual(Array.from(ri.got.data as Int32Array), Array.from(ri.want.data as Int32Array));
+  });
+  } finally { adds.restore(); relus.restore(); }
+  assert.equal(adds.calls, ISAS.length * 6 * 2, 'Add and AddAct ran natively, the broadcast Add did not');
+  assert.equal(relus.calls, ISAS.length * 6);
 });
 
 test('native kernels decline what they do not handle', { skip }, () => {

@@ -13,8 +13,8 @@
  */
 import { createRequire } from 'node:module';
 import {
-  biasOf, convF32Plan, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, q8ConvPlan, q8GemmPlan, reference, rowsKernel,
-  windowsNest, type ActCode,
+  biasOf, convF32Plan, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, maxPoolGeometry, q8ConvPlan, q8GemmPlan, reference,
+  rowsKernel, sameShapeF32, windowsNest, type ActCode,
 } from '../compile-helpers.js';
 import { findPackageFile } from '../package-file.js';
 import type { Kernel } from '../../ops/registry.js';
@@ -49,6 +49,12 @@ export interface NativeAddon {
     act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
   convQ8(X: Float32Array, geometry: Int32Array, packed: Packed, bias: Float32Array | null,
     act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
+  /** 2-D MaxPool over NCHW X; geometry as convF32's with dh = dw = 1. NaN in a window gives NaN. */
+  maxPoolF32(X: Float32Array, geometry: Int32Array, out: Float32Array): void;
+  /** out = A + B over out.length values; act 1 then v < 0 ? 0 : v (q8.AddAct with Relu). */
+  addF32(A: Float32Array, B: Float32Array, act: 0 | 1, out: Float32Array): void;
+  /** ONNX Relu over out.length values. */
+  reluF32(X: Float32Array, out: Float32Array): void;
   /** A register-only loop of the int8 dot ('int8') or FMA ('f32') on the calling thread. */
   peak(kind: 'int8' | 'f32', iterations: number): { ops: number; seconds: number };
 }
@@ -127,8 +133,52 @@ function compileMatMul(args: CompileArgs): Kernel | null {
     () => null);
 }
 
+function compileMaxPool(args: CompileArgs): Kernel | null {
+  const n = addon!;
+  const ref = reference(args.node);
+  return (inputs, ctx) => {
+    const g = maxPoolGeometry(inputs[0], ctx);
+    if (!g) return ref(inputs, ctx);
+    const Y = ctx.alloc('float32', g.outShape);
+    n.maxPoolF32(inputs[0]!.data as Float32Array, g.geo, Y.data as Float32Array);
+    return [Y];
+  };
+}
+
+function compileRelu(args: CompileArgs): Kernel | null {
+  const n = addon!;
+  const ref = reference(args.node);
+  return (inputs, ctx) => {
+    const X = inputs[0];
+    if (!X || X.dtype !== 'float32') return ref(inputs, ctx);
+    const Y = ctx.alloc('float32', X.shape);
+    if (Y.size) n.reluF32(X.data as Float32Array, Y.data as Float32Array);
+    return [Y];
+  };
+}
+
+/** Add (act 0) or q8.AddAct with Relu (act 1): same-shape float32 operands; anything else (broadcasting, other dtypes) runs the reference. */
+function compileAdd(args: CompileArgs, act: 0 | 1): Kernel | null {
+  const n = addon!;
+  const ref = reference(args.node);
+  return (inputs, ctx) => {
+    const ab = sameShapeF32(inputs);
+    if (!ab) return ref(inputs, ctx);
+    const Y = ctx.alloc('float32', ab[0].shape);
+    if (Y.size) n.addF32(ab[0].data as Float32Array, ab[1].data as Float32Array, act, Y.data as Float32Array);
+    return [Y];
+  };
+}
+
+function compileAddAct(args: CompileArgs): Kernel | null {
+  const act = args.node.attrs['activation'];
+  if (act?.type !== 'string' || act.value !== 'Relu') return null;
+  return compileAdd(args, 1);
+}
+
 export const nativeKernels: readonly FastKernel[] = fastKernels(() => addon !== null, {
   Conv: compileConv, Gemm: compileGemm, MatMul: compileMatMul, Q8Gemm: compileQ8Gemm, Q8Conv: compileQ8Conv,
+  MaxPool: compileMaxPool, Relu: compileRelu, Add: (a) => compileAdd(a, 0), AddAct: compileAddAct,
 });
 
 function describe(): string {
