@@ -11,6 +11,9 @@
 import { Q8Error } from '../core/errors.js';
 import type { Graph, Model, Node } from '../graph/ir.js';
 import { Session, type Feeds } from '../runtime/session.js';
+import { cloneModel } from '../graph/clone.js';
+
+export { cloneModel };
 import { runOp } from '../runtime/invoke.js';
 import { Tensor } from '../tensor/tensor.js';
 import { constResolver } from './consts.js';
@@ -274,18 +277,6 @@ function intAttr(n: Node, k: string, d: number): number {
 }
 const floatAttr = intAttr;
 
-export function cloneModel(m: Model): Model {
-  const g = m.graph;
-  const graph: Graph = {
-    ...g,
-    nodes: g.nodes.map((n) => ({ ...n, inputs: [...n.inputs], outputs: [...n.outputs], attrs: { ...n.attrs } })),
-    inputs: g.inputs.map((i) => ({ ...i })),
-    outputs: g.outputs.map((o) => ({ ...o })),
-    initializers: new Map(g.initializers),
-    valueInfo: new Map(g.valueInfo),
-  };
-  return { ...m, graph, opsets: new Map(m.opsets), metadata: new Map(m.metadata) };
-}
 
 /** Build the standard-ONNX quantized model for the layers not excluded. */
 function writeQuantized(model: Model, layers: Layer[], weightWindow: WeightWindow, actWindow: ActivationWindow): Model {
