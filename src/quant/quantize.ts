@@ -12,8 +12,6 @@ import { Q8Error } from '../core/errors.js';
 import type { Graph, Model, Node } from '../graph/ir.js';
 import { Session, type Feeds } from '../runtime/session.js';
 import { cloneModel } from '../graph/clone.js';
-
-export { cloneModel };
 import { runOp } from '../runtime/invoke.js';
 import { Tensor } from '../tensor/tensor.js';
 import { constResolver } from './consts.js';
@@ -21,6 +19,9 @@ import { ensureOpset } from './opset.js';
 import { ACT_WINDOW_KEY, parseActWindow } from './rewrite.js';
 import { cosine, quantType, type QuantizedWeights } from './types.js';
 import './register.js';
+
+/** Re-exported for callers that clone before quantizing (one implementation: graph/clone.ts). */
+export { cloneModel };
 
 export type WeightWindow = 'channel' | 32 | 64 | 128 | 256;
 export type ActivationWindow = 'row' | 'patch' | number;
