@@ -142,7 +142,8 @@ export function fuseActivations(model: Model): void {
     const x = act.inputs[0]!;
     const conv = producer.get(x);
     if (!conv || conv.domain !== '' || conv.opType !== 'Conv' || consumers.get(x) !== 1 || removed.has(conv)) continue;
-    const attrs: Node['attrs'] = { ...conv.attrs, activation: { type: 'string', value: act.opType } };
+    // onnx_opset: the fused op's reference runs ONNX Conv under the model's default-domain opset.
+    const attrs: Node['attrs'] = { ...conv.attrs, activation: { type: 'string', value: act.opType }, onnx_opset: { type: 'int', value: opsetOf(model, '') } };
     if (act.opType === 'Clip') {
       const bounds = clipBounds(model, act);
       if (!bounds) continue;
@@ -166,7 +167,8 @@ export function fuseActivations(model: Model): void {
     if (dt !== undefined && dt !== 'float32' && dt !== 'float64') continue;
     sum.opType = 'AddAct';
     sum.domain = 'q8';
-    sum.attrs = { activation: { type: 'string', value: 'Relu' } };
+    // Keep Add's own attributes (legacy broadcast/axis before opset 7) and its opset for the reference.
+    sum.attrs = { ...sum.attrs, activation: { type: 'string', value: 'Relu' }, onnx_opset: { type: 'int', value: opsetOf(model, '') } };
     sum.outputs = [act.outputs[0]!];
     removed.add(act);
   }

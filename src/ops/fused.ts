@@ -31,12 +31,17 @@ export function applyActivation(t: Tensor, ctx: KernelContext): Tensor {
   return t;
 }
 
+/** The context the fused op's ONNX parts run under: the model's default-domain opset, not q8's. */
+function onnxContext(ctx: KernelContext): KernelContext {
+  return { ...ctx, opset: ctx.attrs.int('onnx_opset', 21) };
+}
+
 export const ops: OpSchema[] = [
   {
     opType: 'ConvAct',
     domain: 'q8',
     run: (inputs, ctx) => {
-      const [y] = conv.run(inputs, ctx);
+      const [y] = conv.run(inputs, onnxContext(ctx));
       return [applyActivation(y!, ctx)];
     },
   },
@@ -44,12 +49,12 @@ export const ops: OpSchema[] = [
     opType: 'AddAct',
     domain: 'q8',
     run: (inputs, ctx) => {
-      const [y] = add.run(inputs, ctx);
+      const [y] = add.run(inputs, onnxContext(ctx));
       // Float data takes the activation in place as ConvAct does; other dtypes (int, bigint,
       // float16 bits) get ONNX Relu itself, so the result is the unfused graph's.
       if (y!.dtype === 'float32' || y!.dtype === 'float64') return [applyActivation(y!, ctx)];
       if (ctx.attrs.string('activation', '') !== 'Relu') throw new Q8Error(`AddAct supports activation 'Relu' only`);
-      return relu.run([y], ctx);
+      return relu.run([y], onnxContext(ctx));
     },
   },
 ];

@@ -101,3 +101,23 @@ test('an Add whose sum is also read elsewhere, or is not float, is not fused; Ad
   const yb = addAct.run([new Tensor('int64', [2], BigInt64Array.from([-4n, 7n])), new Tensor('int64', [2], BigInt64Array.from([1n, 1n]))], makeContext(n, 1))[0]!;
   assert.deepEqual(Array.from(yb.data as BigInt64Array), [0n, 8n]);
 });
+
+test('a fused Add keeps the model opset\'s broadcasting (regression: q8.AddAct once ran Add under opset 1)', () => {
+  const m = {
+    graph: {
+      name: 'g', nodes: [
+        { name: 'add', opType: 'Add', domain: '', inputs: ['x', 'b'], outputs: ['s'], attrs: {} },
+        { name: 'relu', opType: 'Relu', domain: '', inputs: ['s'], outputs: ['y'], attrs: {} },
+      ],
+      inputs: [{ name: 'x', dtype: 'float32' as const, shape: [2, 3] }], outputs: [{ name: 'y' }],
+      initializers: new Map([['b', Tensor.from('float32', [3], [-1, 0.5, 2])]]), valueInfo: new Map(),
+    },
+    opsets: new Map([['', 13]]), irVersion: 8, producerName: 't', producerVersion: '', metadata: new Map<string, string>(),
+  };
+  for (const backend of ['ref', 'auto'] as const) {
+    const s = Session.create(cloneModel(m), { backend });
+    assert.ok(s.model.graph.nodes.some((n) => n.opType === 'AddAct'));
+    const y = s.runSync({ x: Tensor.from('float32', [2, 3], [0.5, -1, -3, 2, 0, -2.5]) })['y']!;
+    assert.deepEqual([...y.data], [0, 0, 0, 1, 0.5, 0]);
+  }
+});
