@@ -8,6 +8,7 @@ import type { DType } from '../../core/dtype.js';
 import { Q8Error } from '../../core/errors.js';
 import { emptyGraph, type AttrValue, type Dim, type Graph, type Model, type Node } from '../../graph/ir.js';
 import { Tensor } from '../../tensor/tensor.js';
+import { transpose } from '../../ops/tensor-helpers.js';
 import { tfDtype, type TfAttr, type TfNode } from './node.js';
 
 export interface TensorFlowOptions {
@@ -355,10 +356,10 @@ class TfLowering {
         const [kh, kw, ci, co] = f.shape as [number, number, number, number];
         let w: Tensor;
         let group = 1;
-        if (n.op === 'Conv2D') w = permute(f, [3, 2, 0, 1]); // HWIO → OIHW
+        if (n.op === 'Conv2D') w = transpose(f, [3, 2, 0, 1]); // HWIO → OIHW
         else {
           // [H, W, C, M] → [C*M, 1, H, W], output channel c*M+m, group C.
-          w = permute(f, [2, 3, 0, 1]).reshape([ci * co, 1, kh, kw]);
+          w = transpose(f, [2, 3, 0, 1]).reshape([ci * co, 1, kh, kw]);
           group = ci;
         }
         const inC = this.staticChannels(x, nhwc);
@@ -377,7 +378,7 @@ class TfLowering {
         const x = this.in(n, 2);
         if (f.rank !== 4 || sizes.length !== 4) throw this.err('needs a 4-D filter and 4 input_sizes', n);
         const [kh, kw] = f.shape as [number, number, number, number];
-        const w = permute(f, [3, 2, 0, 1]); // [H, W, out, in] → [in, out, H, W]
+        const w = transpose(f, [3, 2, 0, 1]); // [H, W, out, in] → [in, out, H, W]
         const st = this.hw(n, 'strides', nhwc), dl = this.hw(n, 'dilations', nhwc);
         const [H, W] = nhwc ? [sizes[1]!, sizes[2]!] : [sizes[2]!, sizes[3]!];
         const p = this.attrS(n, 'padding', 'VALID');
@@ -586,7 +587,7 @@ class TfLowering {
 
   private transposeConst(v: string, perm: number[]): string {
     const t = this.consts.get(v);
-    if (t) return this.fresh(`${v}/T`, permute(t, perm));
+    if (t) return this.fresh(`${v}/T`, transpose(t, perm));
     return this.tmp('Transpose', [v], { perm: ais(perm) });
   }
 
@@ -634,23 +635,3 @@ class TfLowering {
   }
 }
 
-/** Transpose a constant tensor at load. */
-function permute(t: Tensor, perm: number[]): Tensor {
-  const s = t.shape;
-  const os = perm.map((p) => s[p]!);
-  const r = s.length;
-  const inStr = new Array<number>(r);
-  let acc = 1;
-  for (let i = r - 1; i >= 0; i--) { inStr[i] = acc; acc *= s[i]!; }
-  const src = t.data as Float32Array;
-  const dst = new (src.constructor as Float32ArrayConstructor)(src.length);
-  const idx = new Array<number>(r).fill(0);
-  const pStr = perm.map((p) => inStr[p]!);
-  for (let o = 0; o < dst.length; o++) {
-    let off = 0;
-    for (let i = 0; i < r; i++) off += idx[i]! * pStr[i]!;
-    dst[o] = src[off]!;
-    for (let i = r - 1; i >= 0; i--) { if (++idx[i]! < os[i]!) break; idx[i] = 0; }
-  }
-  return new Tensor(t.dtype, os, dst);
-}

@@ -14,6 +14,7 @@ import { f16ToF32 } from '../../core/dtype.js';
 import { Q8Error } from '../../core/errors.js';
 import { emptyGraph, type AttrValue, type Dim, type Graph, type Model } from '../../graph/ir.js';
 import { Tensor } from '../../tensor/tensor.js';
+import { transpose } from '../../ops/tensor-helpers.js';
 import { lowerTensorFlowNodes } from '../tf-ops/lower.js';
 import type { TfAttr, TfNode } from '../tf-ops/node.js';
 
@@ -364,23 +365,8 @@ class LayersLowering {
   }
 }
 
+/** Transpose a constant weight at load, as float32 (tfjs weights may arrive dequantized from uint8/16). */
 function permute(t: Tensor, perm: number[]): Tensor {
-  const s = t.shape;
-  const os = perm.map((p) => s[p]!);
-  const r = s.length;
-  const inStr = new Array<number>(r);
-  let acc = 1;
-  for (let i = r - 1; i >= 0; i--) { inStr[i] = acc; acc *= s[i]!; }
-  const src = t.toFloat32();
-  const dst = new Float32Array(src.length);
-  const idx = new Array<number>(r).fill(0);
-  const pStr = perm.map((p) => inStr[p]!);
-  for (let o = 0; o < dst.length; o++) {
-    let off = 0;
-    for (let i = 0; i < r; i++) off += idx[i]! * pStr[i]!;
-    dst[o] = src[off]!;
-    for (let i = r - 1; i >= 0; i--) { if (++idx[i]! < os[i]!) break; idx[i] = 0; }
-  }
-  return new Tensor('float32', os, dst);
+  return transpose(new Tensor('float32', t.shape, t.toFloat32()), perm);
 }
 
