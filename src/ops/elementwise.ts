@@ -14,6 +14,7 @@ import { shapeStr, sameShape, type Shape } from '../core/shape.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { KernelContext, OpSchema } from './registry.js';
 import { broadcastPlan, broadcastsTo, legacyBroadcastShape, type BroadcastPlan } from './util/broadcast.js';
+import { need } from './tensor-helpers.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 /** Storage arrays are indexed generically inside the loops below. */
@@ -27,12 +28,6 @@ function kindOf(d: DType): Kind {
   if (d === 'string') return 'string';
   if (DTYPES[d].float) return 'float';
   return DTYPES[d].big ? 'big' : 'int';
-}
-
-function req(inputs: Inputs, i: number, what = `input ${i}`): Tensor {
-  const t = inputs[i];
-  if (!t) throw new Q8Error(`${what} is required`);
-  return t;
 }
 
 function checkKind(t: Tensor, allowed: readonly Kind[], what: string): Kind {
@@ -72,7 +67,7 @@ function unaryOp(opType: string, specOf: (ctx: KernelContext) => UnarySpec, fast
   return {
     opType,
     run(inputs, ctx) {
-      const x = req(inputs, 0, 'X');
+      const x = need(inputs, 0, 'X');
       const k = kindOf(x.dtype);
       if (fast && k === 'float') {
         const [pa, pb] = fast(ctx);
@@ -230,7 +225,7 @@ const FLT_MAX = 3.4028234663852886e38;
 const clipOp: OpSchema = {
   opType: 'Clip',
   run(inputs, ctx) {
-    const x = req(inputs, 0, 'input');
+    const x = need(inputs, 0, 'input');
     const k = checkKind(x, ['float', 'int', 'big'], 'input');
     let lo: number | bigint | undefined;
     let hi: number | bigint | undefined;
@@ -268,8 +263,8 @@ const clipOp: OpSchema = {
 const preluOp: OpSchema = {
   opType: 'PRelu',
   run(inputs, ctx) {
-    const x = req(inputs, 0, 'X');
-    const s = req(inputs, 1, 'slope');
+    const x = need(inputs, 0, 'X');
+    const s = need(inputs, 1, 'slope');
     const k = checkKind(x, ['float', 'int', 'big'], 'X');
     sameDtype(x, s, 'PRelu');
     let sShape: Shape = s.shape;
@@ -369,8 +364,8 @@ function binaryOp(opType: string, spec: BinarySpec): OpSchema {
     opType,
     run(inputs, ctx) {
       if (inputs.length !== 2) throw new Q8Error(`expects 2 inputs, got ${inputs.length}`);
-      const a = req(inputs, 0, 'A');
-      const b = req(inputs, 1, 'B');
+      const a = need(inputs, 0, 'A');
+      const b = need(inputs, 1, 'B');
       const k = checkKind(a, spec.kinds, 'A');
       sameDtype(a, b, opType);
       const p = broadcastPlan([a.shape, binaryShapes(a, b, ctx)]);
@@ -454,8 +449,8 @@ function powBig(a: bigint, e: bigint): bigint {
 const powOp: OpSchema = {
   opType: 'Pow',
   run(inputs, ctx) {
-    const a = req(inputs, 0, 'X');
-    const b = req(inputs, 1, 'Y');
+    const a = need(inputs, 0, 'X');
+    const b = need(inputs, 1, 'Y');
     const ka = checkKind(a, NUM, 'X');
     const kb = checkKind(b, NUM, 'Y');
     if (ctx.opset < 12) sameDtype(a, b, 'Pow');
@@ -485,7 +480,7 @@ function variadicOp(opType: 'Max' | 'Min' | 'Sum' | 'Mean'): OpSchema {
     opType,
     run(inputs, ctx) {
       if (inputs.length < 1) throw new Q8Error('expects at least one input');
-      const xs = inputs.map((_, i) => req(inputs, i, `input ${i}`));
+      const xs = inputs.map((_, i) => need(inputs, i, `input ${i}`));
       const x0 = xs[0]!;
       checkKind(x0, opType === 'Mean' ? ['float'] : NUM, 'input 0');
       for (const t of xs) sameDtype(x0, t, opType);
@@ -523,9 +518,9 @@ function variadicOp(opType: 'Max' | 'Min' | 'Sum' | 'Mean'): OpSchema {
 const whereOp: OpSchema = {
   opType: 'Where',
   run(inputs, ctx) {
-    const c = req(inputs, 0, 'condition');
-    const x = req(inputs, 1, 'X');
-    const yIn = req(inputs, 2, 'Y');
+    const c = need(inputs, 0, 'condition');
+    const x = need(inputs, 1, 'X');
+    const yIn = need(inputs, 2, 'Y');
     if (c.dtype !== 'bool') throw new Q8Error(`condition must be bool, got ${c.dtype}`);
     sameDtype(x, yIn, 'Where');
     const p = broadcastPlan([c.shape, x.shape, yIn.shape]);
@@ -689,15 +684,15 @@ const castOps: OpSchema[] = [
   {
     opType: 'Cast', half: 'native',
     run(inputs, ctx) {
-      const x = req(inputs, 0, 'input');
+      const x = need(inputs, 0, 'input');
       return [castTensor(x, castTarget(ctx), ctx)];
     },
   },
   {
     opType: 'CastLike', half: 'native',
     run(inputs, ctx) {
-      const x = req(inputs, 0, 'input');
-      const t = req(inputs, 1, 'target_type');
+      const x = need(inputs, 0, 'input');
+      const t = need(inputs, 1, 'target_type');
       return [castTensor(x, t.dtype, ctx)];
     },
   },

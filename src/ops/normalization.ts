@@ -10,16 +10,11 @@ import { Tensor } from '../tensor/tensor.js';
 import type { KernelContext, OpSchema } from './registry.js';
 import { broadcastIndex } from './util/broadcast.js';
 import { axisOf, normAxes, spanSize } from './util/axes.js';
+import { need } from './tensor-helpers.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Arr = any;
 type Inputs = readonly (Tensor | undefined)[];
-
-function req(inputs: Inputs, i: number, what: string): Tensor {
-  const t = inputs[i];
-  if (!t) throw new Q8Error(`${what} is required`);
-  return t;
-}
 
 function floatInput(t: Tensor, what: string): void {
   if (!DTYPES[t.dtype].float) throw new Q8Error(`${what} must be a float tensor, got ${t.dtype}`);
@@ -40,12 +35,12 @@ function outputsWanted(ctx: KernelContext): number {
 const batchNorm: OpSchema = {
   opType: 'BatchNormalization',
   run(inputs, ctx) {
-    const x = req(inputs, 0, 'X');
+    const x = need(inputs, 0, 'X');
     floatInput(x, 'X');
-    const scale = req(inputs, 1, 'scale');
-    const bias = req(inputs, 2, 'B');
-    const mean = req(inputs, 3, 'input_mean');
-    const vari = req(inputs, 4, 'input_var');
+    const scale = need(inputs, 1, 'scale');
+    const bias = need(inputs, 2, 'B');
+    const mean = need(inputs, 3, 'input_mean');
+    const vari = need(inputs, 4, 'input_var');
     if (x.rank < 1) throw new Q8Error(`X must have rank >= 1 ([N, C, ...]), got a scalar`);
     const eps = ctx.attrs.float('epsilon', 1e-5);
     const momentum = ctx.attrs.float('momentum', 0.9);
@@ -139,10 +134,10 @@ const batchNorm: OpSchema = {
 const instanceNorm: OpSchema = {
   opType: 'InstanceNormalization',
   run(inputs, ctx) {
-    const x = req(inputs, 0, 'input');
+    const x = need(inputs, 0, 'input');
     floatInput(x, 'input');
-    const scale = req(inputs, 1, 'scale');
-    const bias = req(inputs, 2, 'B');
+    const scale = need(inputs, 1, 'scale');
+    const bias = need(inputs, 2, 'B');
     if (x.rank < 2) throw new Q8Error(`input must have rank >= 2 ([N, C, ...]), got ${shapeStr(x.shape)}`);
     const eps = ctx.attrs.float('epsilon', 1e-5);
     const N = x.shape[0]!, C = x.shape[1]!;
@@ -180,9 +175,9 @@ const layerNorm: OpSchema = {
   // Native halves: Mean/InvStdDev stay in the stash type (float32) while Y keeps X's 16-bit type.
   half: 'native',
   run(inputs, ctx) {
-    const x = req(inputs, 0, 'X');
+    const x = need(inputs, 0, 'X');
     floatInput(x, 'X');
-    const scale = req(inputs, 1, 'Scale');
+    const scale = need(inputs, 1, 'Scale');
     const bias = inputs[2];
     const axis = axisOf(ctx.attrs.int('axis', -1), x.rank);
     const eps = ctx.attrs.float('epsilon', 1e-5);
@@ -232,7 +227,7 @@ const layerNorm: OpSchema = {
 const mvn: OpSchema = {
   opType: 'MeanVarianceNormalization',
   run(inputs, ctx) {
-    const x = req(inputs, 0, 'X');
+    const x = need(inputs, 0, 'X');
     floatInput(x, 'X');
     const axes = normAxes(ctx.attrs.ints('axes', [0, 2, 3]), x.rank);
     const keepShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
@@ -260,7 +255,7 @@ const mvn: OpSchema = {
 const lrn: OpSchema = {
   opType: 'LRN',
   run(inputs, ctx) {
-    const x = req(inputs, 0, 'X');
+    const x = need(inputs, 0, 'X');
     floatInput(x, 'X');
     if (x.rank < 2) throw new Q8Error(`X must have rank >= 2 ([N, C, ...]), got ${shapeStr(x.shape)}`);
     const size = ctx.attrs.int('size');

@@ -12,16 +12,11 @@ import { Tensor } from '../tensor/tensor.js';
 import type { KernelContext, OpSchema } from './registry.js';
 import { broadcastPlan } from './util/broadcast.js';
 import { intsOf, normAxes, readAxes, spanSize } from './util/axes.js';
+import { need } from './tensor-helpers.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Arr = any;
 type Inputs = readonly (Tensor | undefined)[];
-
-function req(inputs: Inputs, i: number, what: string): Tensor {
-  const t = inputs[i];
-  if (!t) throw new Q8Error(`${what} is required`);
-  return t;
-}
 
 function numericOnly(t: Tensor, what: string): void {
   if (t.dtype === 'bool' || t.dtype === 'string') throw new Q8Error(`${what} must be numeric, got ${t.dtype}`);
@@ -61,7 +56,7 @@ function reduceOp(kind: ReduceKind): OpSchema {
   return {
     opType: `Reduce${kind}`,
     run(inputs, ctx) {
-      const x = req(inputs, 0, 'data');
+      const x = need(inputs, 0, 'data');
       // ReduceMax/ReduceMin accept bool from opset 20.
       if (!(x.dtype === 'bool' && (kind === 'Max' || kind === 'Min'))) numericOnly(x, 'data');
       const pr = reduceShapes(x, inputs, ctx, inputSince);
@@ -192,7 +187,7 @@ function argOp(opType: 'ArgMax' | 'ArgMin'): OpSchema {
   return {
     opType,
     run(inputs, ctx) {
-      const x = req(inputs, 0, 'data');
+      const x = need(inputs, 0, 'data');
       numericOnly(x, 'data');
       const axis = normAxis(ctx.attrs.int('axis', 0), x.rank);
       const keep = ctx.attrs.int('keepdims', 1) !== 0;
@@ -233,7 +228,7 @@ function softOp(kind: SoftKind): OpSchema {
   return {
     opType: kind,
     run(inputs, ctx) {
-      const x = req(inputs, 0, 'input');
+      const x = need(inputs, 0, 'input');
       if (!DTYPES[x.dtype].float) throw new Q8Error(`${kind} needs a float input, got ${x.dtype}`);
       let outer: number, len: number, inner: number;
       if (ctx.opset < 13) {
@@ -328,9 +323,9 @@ function softmaxStrided(xd: Arr, yd: Arr, outer: number, len: number, inner: num
 const cumSumOp: OpSchema = {
   opType: 'CumSum',
   run(inputs, ctx) {
-    const x = req(inputs, 0, 'x');
+    const x = need(inputs, 0, 'x');
     numericOnly(x, 'x');
-    const at = req(inputs, 1, 'axis');
+    const at = need(inputs, 1, 'axis');
     const av = intsOf(at, 'axis');
     if (av.length !== 1) throw new Q8Error(`axis must hold one value, got ${av.length}`);
     const axis = normAxis(av[0]!, x.rank);

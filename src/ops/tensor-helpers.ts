@@ -9,7 +9,7 @@ import { Tensor } from '../tensor/tensor.js';
 import type { KernelContext } from './registry.js';
 
 /** The input at `i`, or a Q8Error naming it. */
-export function need(inputs: readonly (Tensor | undefined)[], i: number, what: string): Tensor {
+export function need(inputs: readonly (Tensor | undefined)[], i: number, what = `input ${i}`): Tensor {
   const t = inputs[i];
   if (!t) throw new Q8Error(`missing required input ${i} (${what})`);
   return t;
