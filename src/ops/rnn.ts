@@ -6,6 +6,9 @@
  * Everything is computed in float64 (inputs widened once) so float32 results round only at the
  * end: this is the specification, RNNs are not on a hot path here. The input projection X·Wᵀ of all
  * time steps is one GEMM; each step then adds H·Rᵀ.
+ *
+ * The two products go through an RnnForm: the float one here, int8 ones in quant/rnn-int8.ts (q8's
+ * Q8LSTM/Q8GRU/Q8RNN), so the gate code below exists once for both.
  */
 import { Q8Error, check } from '../core/errors.js';
 import { shapeStr } from '../core/shape.js';
@@ -56,19 +59,76 @@ function activations(ctx: KernelContext, defaults: string[], numDir: number): Ac
   });
 }
 
+/** The two matrix products of a recurrent op for one bound set of inputs. */
+export interface RnnProducts {
+  /** X·W[d]ᵀ of every step of direction d, without bias: [seq*batch, G*hidden] in layout-0 row order. */
+  project(d: number): Float64Array;
+  /** out[r*ldo + j] = Σ_k h[r*hidden + k]·R[d, row0 + j, k] for r < rows, j < n (G*hidden rows per direction). */
+  recur(d: number, h: Float64Array, rows: number, row0: number, n: number, out: Float64Array, ldo: number): void;
+}
+
+/** What a form sees when it binds: X already in layout 0 as float64 [seq*batch, xWidth]. */
+export interface RnnBindArgs {
+  op: string; G: number; numDir: number; seq: number; batch: number;
+  x: Float64Array; xWidth: number;
+  inputs: readonly (Tensor | undefined)[];
+  ctx: KernelContext;
+  dtype: 'float32' | 'float64';
+}
+
+/** How an op variant reads its weight inputs (W at 1, R at 2) and computes the two products. */
+export interface RnnForm {
+  bind(a: RnnBindArgs): { hidden: number; products: RnnProducts };
+}
+
+/** X·W[d]ᵀ in float64 for a float W [numDir, G*hidden, input] (already widened). */
+export function floatProjection(a: RnnBindArgs, W: Float64Array, GH: number): (d: number) => Float64Array {
+  return (d) => {
+    const rows = a.seq * a.batch, K = a.xWidth;
+    const xw = new Float64Array(rows * GH);
+    gemmF64Ref(rows, GH, K, a.x, K, W, K, xw, GH, { transB: true, bOffset: d * GH * K });
+    return xw;
+  };
+}
+
+/** H·R[d]ᵀ rows in float64 for a float R [numDir, G*hidden, hidden] (already widened). */
+export function floatRecurrence(R: Float64Array, GH: number, hidden: number): RnnProducts['recur'] {
+  return (d, h, rows, row0, n, out, ldo) =>
+    gemmF64Ref(rows, n, hidden, h, hidden, R, hidden, out, ldo, { transB: true, bOffset: (d * GH + row0) * hidden });
+}
+
+/** ONNX's form: float W and R of X's dtype. */
+export const floatForm: RnnForm = {
+  bind(a) {
+    const { op, G, numDir, inputs } = a;
+    const [X, W, R] = inputs as [Tensor, Tensor | undefined, Tensor | undefined];
+    check(W && R, `${op} needs inputs X, W and R`);
+    for (const [t, n] of [[W, 'W'], [R, 'R']] as const)
+      check(t.dtype === X.dtype, () => `${op} input ${n} should be ${X.dtype} like X, got ${t.dtype}`);
+    const input = a.xWidth;
+    check(W.rank === 3 && W.shape[0] === numDir && W.shape[2] === input && W.shape[1] % G === 0,
+      () => `${op} input W should have shape [${numDir}, ${G}*hidden, ${input}], got ${shapeStr(W.shape)}`);
+    const hidden = a.ctx.attrs.int('hidden_size', W.shape[1] / G);
+    check(W.shape[1] === G * hidden, () => `${op} input W shape ${shapeStr(W.shape)} does not match hidden_size ${hidden}`);
+    check(R.rank === 3 && R.shape[0] === numDir && R.shape[1] === G * hidden && R.shape[2] === hidden,
+      () => `${op} input R should have shape [${numDir}, ${G * hidden}, ${hidden}], got ${shapeStr(R.shape)}`);
+    return { hidden, products: { project: floatProjection(a, f64(W), G * hidden), recur: floatRecurrence(f64(R), G * hidden, hidden) } };
+  },
+};
+
 interface Common {
-  seq: number; batch: number; input: number; hidden: number; numDir: number;
+  seq: number; batch: number; hidden: number; numDir: number;
   reverse: boolean[];
   layout: number;
-  x: Float64Array; // [seq, batch, input]
-  W: Float64Array; R: Float64Array; B: Float64Array; // B: [numDir, 2*G*hidden] (zeros when absent)
+  prod: RnnProducts;
+  B: Float64Array; // [numDir, 2*G*hidden] (zeros when absent)
   lens: Int32Array; // per batch
   h0: Float64Array; // [numDir, batch, hidden]
   clip: number;
   dtype: 'float32' | 'float64';
 }
 
-const f64 = (t: Tensor) => Float64Array.from(t.dtype === 'float64' ? (t.data as Float64Array) : t.toFloat32());
+export const f64 = (t: Tensor) => Float64Array.from(t.dtype === 'float64' ? (t.data as Float64Array) : t.toFloat32());
 
 /** Read a [numDir, batch, hidden] state (or [batch, numDir, hidden] with layout 1) into layout 0. */
 function state(t: Tensor | undefined, c: { numDir: number; batch: number; hidden: number; layout: number }, what: string): Float64Array {
@@ -84,26 +144,28 @@ function state(t: Tensor | undefined, c: { numDir: number; batch: number; hidden
   return out;
 }
 
-function common(op: string, G: number, inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Common {
-  const [X, W, R, B, L, H0] = inputs;
-  check(X && W && R, `${op} needs inputs X, W and R`);
+function common(op: string, G: number, inputs: readonly (Tensor | undefined)[], ctx: KernelContext, form: RnnForm): Common {
+  const [X, , , B, L, H0] = inputs;
+  check(X, `${op} needs inputs X, W and R`);
   check(X.dtype === 'float32' || X.dtype === 'float64', () => `${op} input X should be a float tensor, got ${X.dtype}`);
-  for (const [t, n] of [[W, 'W'], [R, 'R'], [B, 'B'], [H0, 'initial_h']] as const)
+  for (const [t, n] of [[B, 'B'], [H0, 'initial_h']] as const)
     if (t) check(t.dtype === X.dtype, () => `${op} input ${n} should be ${X.dtype} like X, got ${t.dtype}`);
-  const layout = ctx.opset >= 14 ? ctx.attrs.int('layout', 0) : 0;
+  const layout = ctx.opset >= 14 || ctx.node.domain === 'q8' ? ctx.attrs.int('layout', 0) : 0;
   check(layout === 0 || layout === 1, () => `attribute 'layout' should be 0 or 1, got ${layout}`);
   check(X.rank === 3, () => `${op} input X should be 3-D, got ${shapeStr(X.shape)}`);
   const [seq, batch] = layout ? [X.shape[1], X.shape[0]] : [X.shape[0], X.shape[1]];
-  const input = X.shape[2];
+  const width = X.shape[2];
   const direction = ctx.attrs.string('direction', 'forward');
   check(['forward', 'reverse', 'bidirectional'].includes(direction), () => `attribute 'direction' should be forward, reverse or bidirectional, got '${direction}'`);
   const numDir = direction === 'bidirectional' ? 2 : 1;
-  check(W.rank === 3 && W.shape[0] === numDir && W.shape[2] === input && W.shape[1] % G === 0,
-    () => `${op} input W should have shape [${numDir}, ${G}*hidden, ${input}], got ${shapeStr(W.shape)}`);
-  const hidden = ctx.attrs.int('hidden_size', W.shape[1] / G);
-  check(W.shape[1] === G * hidden, () => `${op} input W shape ${shapeStr(W.shape)} does not match hidden_size ${hidden}`);
-  check(R.rank === 3 && R.shape[0] === numDir && R.shape[1] === G * hidden && R.shape[2] === hidden,
-    () => `${op} input R should have shape [${numDir}, ${G * hidden}, ${hidden}], got ${shapeStr(R.shape)}`);
+  let x = f64(X);
+  if (layout) {
+    const t = new Float64Array(x.length);
+    for (let s = 0; s < seq; s++) for (let n = 0; n < batch; n++) for (let i = 0; i < width; i++)
+      t[(s * batch + n) * width + i] = x[(n * seq + s) * width + i];
+    x = t;
+  }
+  const { hidden, products } = form.bind({ op, G, numDir, seq, batch, x, xWidth: width, inputs, ctx, dtype: X.dtype });
   let b = new Float64Array(numDir * 2 * G * hidden);
   if (B) {
     check(B.rank === 2 && B.shape[0] === numDir && B.shape[1] === 2 * G * hidden,
@@ -120,18 +182,11 @@ function common(op: string, G: number, inputs: readonly (Tensor | undefined)[], 
       lens[i] = v;
     }
   }
-  let x = f64(X);
-  if (layout) {
-    const t = new Float64Array(x.length);
-    for (let s = 0; s < seq; s++) for (let n = 0; n < batch; n++) for (let i = 0; i < input; i++)
-      t[(s * batch + n) * input + i] = x[(n * seq + s) * input + i];
-    x = t;
-  }
   const clip = ctx.attrs.float('clip', Infinity);
   check(clip > 0, () => `attribute 'clip' should be positive, got ${clip}`);
   const reverse = numDir === 2 ? [false, true] : [direction === 'reverse'];
   return {
-    seq, batch, input, hidden, numDir, reverse, layout, x, W: f64(W), R: f64(R), B: b, lens,
+    seq, batch, hidden, numDir, reverse, layout, prod: products, B: b, lens,
     h0: state(H0, { numDir, batch, hidden, layout }, `${op} input initial_h`), clip, dtype: X.dtype,
   };
 }
@@ -140,8 +195,7 @@ function common(op: string, G: number, inputs: readonly (Tensor | undefined)[], 
 function project(c: Common, G: number, d: number): Float64Array {
   const GH = G * c.hidden;
   const rows = c.seq * c.batch;
-  const xw = new Float64Array(rows * GH);
-  gemmF64Ref(rows, GH, c.input, c.x, c.input, c.W, c.input, xw, GH, { transB: true, bOffset: d * GH * c.input });
+  const xw = c.prod.project(d);
   const wb = d * 2 * GH;
   for (let r = 0; r < rows; r++) for (let j = 0; j < GH; j++) xw[r * GH + j] += c.B[wb + j];
   return xw;
@@ -182,8 +236,8 @@ function outputs(c: Common, ctx: KernelContext, y: Float64Array, states: Float64
   return outs;
 }
 
-function runRNN(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Tensor[] {
-  const c = common('RNN', 1, inputs, ctx);
+export function runRNN(inputs: readonly (Tensor | undefined)[], ctx: KernelContext, form: RnnForm = floatForm): Tensor[] {
+  const c = common('RNN', 1, inputs, ctx, form);
   const acts = activations(ctx, ['Tanh'], c.numDir);
   const { seq, batch, hidden: Hd, numDir } = c;
   const y = new Float64Array(seq * numDir * batch * Hd);
@@ -195,7 +249,7 @@ function runRNN(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Te
     const h = c.h0.slice(d * batch * Hd, (d + 1) * batch * Hd);
     const rb = d * 2 * Hd + Hd;
     for (let s = 0; s < seq; s++) {
-      gemmF64Ref(batch, Hd, Hd, h, Hd, c.R, Hd, hr, Hd, { transB: true, bOffset: d * Hd * Hd });
+      c.prod.recur(d, h, batch, 0, Hd, hr, Hd);
       for (let n = 0; n < batch; n++) {
         if (s >= c.lens[n]) continue;
         const t = timeOf(c, d, s, n);
@@ -211,8 +265,8 @@ function runRNN(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Te
   return outputs(c, ctx, y, [hT]);
 }
 
-function runGRU(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Tensor[] {
-  const c = common('GRU', 3, inputs, ctx);
+export function runGRU(inputs: readonly (Tensor | undefined)[], ctx: KernelContext, form: RnnForm = floatForm): Tensor[] {
+  const c = common('GRU', 3, inputs, ctx, form);
   const acts = activations(ctx, ['Sigmoid', 'Tanh'], c.numDir);
   const lbr = ctx.attrs.int('linear_before_reset', 0) !== 0;
   const { seq, batch, hidden: Hd, numDir } = c;
@@ -227,10 +281,9 @@ function runGRU(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Te
     const xw = project(c, 3, d);
     const h = c.h0.slice(d * batch * Hd, (d + 1) * batch * Hd);
     const rb = d * 2 * GH + GH; // Rb: z, r, h
-    const rOff = d * GH * Hd; // R rows: z, r, h
     for (let s = 0; s < seq; s++) {
       // z and r parts of H·Rᵀ; with linear_before_reset also the h part (H·Rhᵀ, reset applied after).
-      gemmF64Ref(batch, lbr ? GH : 2 * Hd, Hd, h, Hd, c.R, Hd, hr, GH, { transB: true, bOffset: rOff });
+      c.prod.recur(d, h, batch, 0, lbr ? GH : 2 * Hd, hr, GH);
       for (let n = 0; n < batch; n++) {
         if (s >= c.lens[n]) continue;
         const t = timeOf(c, d, s, n);
@@ -245,7 +298,7 @@ function runGRU(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Te
       if (!lbr) {
         // (r ⊙ H)·Rhᵀ, then + Rbh.
         const tmp = new Float64Array(batch * Hd);
-        gemmF64Ref(batch, Hd, Hd, rh, Hd, c.R, Hd, tmp, Hd, { transB: true, bOffset: rOff + 2 * Hd * Hd });
+        c.prod.recur(d, rh, batch, 2 * Hd, Hd, tmp, Hd);
         for (let i = 0; i < batch * Hd; i++) rh[i] = tmp[i] + c.B[rb + 2 * Hd + (i % Hd)];
       }
       for (let n = 0; n < batch; n++) {
@@ -266,8 +319,8 @@ function runGRU(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Te
   return outputs(c, ctx, y, [hT]);
 }
 
-function runLSTM(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Tensor[] {
-  const c = common('LSTM', 4, inputs, ctx);
+export function runLSTM(inputs: readonly (Tensor | undefined)[], ctx: KernelContext, form: RnnForm = floatForm): Tensor[] {
+  const c = common('LSTM', 4, inputs, ctx, form);
   const [, , , , , , C0, P] = inputs;
   const acts = activations(ctx, ['Sigmoid', 'Tanh', 'Tanh'], c.numDir);
   const inputForget = ctx.attrs.int('input_forget', 0) !== 0;
@@ -294,7 +347,7 @@ function runLSTM(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): T
     const rb = d * 2 * GH + GH; // gate order i, o, f, c
     const pi = d * 3 * Hd, po = pi + Hd, pf = pi + 2 * Hd; // peephole order i, o, f
     for (let s = 0; s < seq; s++) {
-      gemmF64Ref(batch, GH, Hd, h, Hd, c.R, Hd, hr, GH, { transB: true, bOffset: d * GH * Hd });
+      c.prod.recur(d, h, batch, 0, GH, hr, GH);
       hNew.set(h);
       for (let n = 0; n < batch; n++) {
         if (s >= c.lens[n]) continue;
@@ -323,7 +376,7 @@ function runLSTM(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): T
 }
 
 export const ops: OpSchema[] = [
-  { opType: 'RNN', run: runRNN },
-  { opType: 'GRU', run: runGRU },
-  { opType: 'LSTM', run: runLSTM },
+  { opType: 'RNN', run: (i, c) => runRNN(i, c) },
+  { opType: 'GRU', run: (i, c) => runGRU(i, c) },
+  { opType: 'LSTM', run: (i, c) => runLSTM(i, c) },
 ];

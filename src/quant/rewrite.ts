@@ -8,6 +8,10 @@
  *           DQ(int8 [M,K], per-tensor, axis=0, or axis=1 block_size B) → Reshape(const) → Conv.W
  *   Gemm:   DQ(int8 [N,K]) → Gemm.B (transB=1);  DQ(int8 [K,N]) → Gemm.B (transB=0) (transA=0, C ∈ {absent, [N]-broadcast const})
  *   MatMul: DQ(int8 [K,N], per-tensor, axis=1, or axis=0 block_size B) → MatMul.B
+ *   LSTM/GRU/RNN: DQ(int8 [dirs·G·H, K], per-tensor, axis=0, or axis=1 block_size B) → Reshape(const
+ *           [dirs, G·H, K]) → W and/or R (or DQ(int8 [dirs, G·H, K], per-tensor) directly): an int8 W
+ *           becomes a Q8Gemm computing X·Wᵀ of all steps, an int8 R a q8.Q8LSTM/Q8GRU/Q8RNN whose
+ *           recurrent product runs int8 (quant/rnn-int8.ts)
  * Anything else is left as it is and runs in float (still correct, just not int8).
  */
 import { Q8Error } from '../core/errors.js';
@@ -15,6 +19,7 @@ import type { AttrValue, Graph, Model, Node } from '../graph/ir.js';
 import { opsetOf, registerRewrite } from '../graph/passes.js';
 import { Tensor } from '../tensor/tensor.js';
 import { constResolver } from './consts.js';
+import { R_SCALE_INPUT } from './rnn-int8.js';
 
 export const ACT_WINDOW_KEY = 'q8.activation_window';
 
@@ -131,9 +136,15 @@ export function rewriteQuantized(model: Model): number {
   const perLayer = parseLayerActs(model.metadata.get('q8.layer_activation_windows'));
   const taken = new Set<string>();
   const replaced = new Map<Node, Node>();
+  const before = new Map<Node, Node[]>();
   let count = 0;
 
   for (const n of g.nodes) {
+    if (n.domain === '' && RNN_GATES[n.opType]) {
+      const r = rewriteRnn(model, n, producer, fed, taken, perLayer.get(n.name) ?? actBlock);
+      if (r) { replaced.set(n, r.node); before.set(n, r.before); count++; }
+      continue;
+    }
     if (n.domain !== '' || (n.opType !== 'Conv' && n.opType !== 'Gemm' && n.opType !== 'MatMul')) continue;
     const wName = n.inputs[1] ?? '';
     let src = producer.get(wName);
@@ -205,10 +216,91 @@ export function rewriteQuantized(model: Model): number {
     count++;
   }
   if (!count) return 0;
-  g.nodes = g.nodes.map((n) => replaced.get(n) ?? n);
+  g.nodes = g.nodes.flatMap((n) => { const r = replaced.get(n); return r ? [...(before.get(n) ?? []), r] : [n]; });
   fuseActivations(model, consumers, graphOutputs, fed);
   if (!model.opsets.has('q8')) model.opsets.set('q8', 1);
   return count;
+}
+
+/** Gate count of the recurrent ops. */
+const RNN_GATES: Record<string, number> = { LSTM: 4, GRU: 3, RNN: 1 };
+
+/**
+ * An LSTM/GRU/RNN with int8 W and/or R becomes [Q8Gemm(X, W) →] q8.Q8<op>. A recognised int8 weight
+ * whose shape cannot be the op's fails here, naming the node (the float op would fail at run time).
+ */
+function rewriteRnn(model: Model, n: Node, producer: Map<string, Node>, fed: Set<string>, taken: Set<string>, actBlock: number): { node: Node; before: Node[] } | null {
+  const g = model.graph;
+  const G = RNN_GATES[n.opType]!;
+  const dirAttr = n.attrs['direction'];
+  const numDir = dirAttr?.type === 'string' && dirAttr.value === 'bidirectional' ? 2 : 1;
+  const where = { file: model.source, node: n.name, opType: n.opType };
+  /** The int8 weight behind input i as [dirs·G·H, K] rows, or null when it is not q8's int8 form. */
+  const int8Weight = (i: number): { canon: Canon; shape: number[] } | null => {
+    let src = producer.get(n.inputs[i] ?? '');
+    let shape: number[] | null = null;
+    if (src && src.opType === 'Reshape' && src.domain === '') {
+      const shp = constOf(g, fed, src.inputs[1] ?? '');
+      const x = src.inputs[0] ? producer.get(src.inputs[0]) : undefined;
+      const xq = x && x.opType === 'DequantizeLinear' && x.domain === '' ? constOf(g, fed, x.inputs[0] ?? '') : undefined;
+      if (!shp || !xq) return null;
+      shape = resolveReshape(xq.shape, shp.toNumbers());
+      // Rows of the stored int8 tensor must be the op's rows (a block or row scale must not straddle two).
+      if (!shape || shape.length !== 3 || xq.rank !== 2 || xq.shape[0] !== shape[0]! * shape[1]!) return null;
+      src = x;
+    } else if (src && src.opType === 'DequantizeLinear' && src.domain === '') {
+      const xq = constOf(g, fed, src.inputs[0] ?? '');
+      if (!xq || xq.rank !== 3) return null;
+      shape = [...xq.shape];
+    } else return null;
+    const [dirs, GH, K] = shape as [number, number, number];
+    const canon = canonical(model, src!, fed, dirs * GH, K, 0);
+    if (!canon) return null;
+    const what = i === 1 ? 'W' : 'R';
+    if (dirs !== numDir || GH % G !== 0 || GH === 0) {
+      throw new Q8Error(`int8 ${what} of shape ${JSON.stringify(shape)} does not fit ${n.opType} (${numDir} direction(s), ${G} gate(s)): expected [${numDir}, ${G}·hidden, ${i === 1 ? 'input' : 'hidden'}]`, where);
+    }
+    return { canon, shape };
+  };
+  const w = int8Weight(1), r = int8Weight(2);
+  if (!w && !r) return null;
+  const hAttr = n.attrs['hidden_size'];
+  const hidden = hAttr?.type === 'int' ? hAttr.value : (w ?? r)!.shape[1]! / G;
+  for (const [x, what] of [[w, 'W'], [r, 'R']] as const) {
+    if (x && x.shape[1] !== G * hidden) throw new Q8Error(`int8 ${what} of shape ${JSON.stringify(x.shape)} does not fit hidden_size ${hidden}: expected ${G}·${hidden} = ${G * hidden} rows per direction`, where);
+  }
+  if (r && r.shape[2] !== hidden) throw new Q8Error(`int8 R of shape ${JSON.stringify(r.shape)} should be [${numDir}, ${G * hidden}, ${hidden}]: its last dimension is the hidden size`, where);
+  const base = n.name || n.outputs[0] || 'rnn';
+  const attrs: Record<string, AttrValue> = { ...n.attrs };
+  // Before opset 14 ONNX has no layout attribute; the q8 op reads it, so it must not see a stray one.
+  if (opsetOf(model, '') < 14) delete attrs['layout'];
+  attrs['hidden_size'] = { type: 'int', value: hidden };
+  attrs['act_block'] = { type: 'int', value: actBlock };
+  const inputs = Array.from({ length: 8 }, (_, i) => n.inputs[i] ?? '');
+  const before: Node[] = [];
+  if (w) {
+    const wq = uniqueName(g, `${base}__q8_w`, taken), ws = uniqueName(g, `${base}__q8_w_scale`, taken);
+    g.initializers.set(wq, Tensor.from('int8', [w.canon.N, w.canon.K], w.canon.q));
+    g.initializers.set(ws, Tensor.from('float32', w.canon.block ? [w.canon.N, w.canon.scales.length / w.canon.N] : [w.canon.N], w.canon.scales));
+    const xw = uniqueName(g, `${base}__q8_xw`, taken);
+    before.push({
+      name: uniqueName(g, `${base}__q8_projection`, taken), opType: 'Q8Gemm', domain: 'q8', inputs: [inputs[0]!, wq, ws], outputs: [xw],
+      attrs: { weight_block: { type: 'int', value: w.canon.block }, act_block: { type: 'int', value: actBlock } },
+    });
+    inputs[0] = xw;
+    inputs[1] = '';
+    attrs['projected'] = { type: 'int', value: 1 };
+  }
+  if (r) {
+    const rq = uniqueName(g, `${base}__q8_r`, taken), rs = uniqueName(g, `${base}__q8_r_scale`, taken);
+    g.initializers.set(rq, Tensor.from('int8', r.shape, r.canon.q));
+    g.initializers.set(rs, Tensor.from('float32', r.canon.block ? [r.canon.N, r.canon.scales.length / r.canon.N] : [r.canon.N], r.canon.scales));
+    inputs[2] = rq;
+    inputs[R_SCALE_INPUT] = rs;
+    attrs['weight_block'] = { type: 'int', value: r.canon.block };
+  }
+  while (inputs.length && inputs[inputs.length - 1] === '') inputs.pop();
+  return { node: { name: n.name, opType: `Q8${n.opType}`, domain: 'q8', inputs, outputs: [...n.outputs], attrs }, before };
 }
 
 function parseLayerActs(v: string | undefined): Map<string, number> {
@@ -242,7 +334,7 @@ function fuseActivations(model: Model, _old: Map<string, Node[]>, graphOutputs: 
   const drop = new Set<Node>();
   const opset = opsetOf(model, '');
   for (const n of g.nodes) {
-    if (n.domain !== 'q8') continue;
+    if (n.domain !== 'q8' || (n.opType !== 'Q8Gemm' && n.opType !== 'Q8Conv')) continue;
     const out = n.outputs[0]!;
     if (graphOutputs.has(out)) continue;
     const users = consumers.get(out) ?? [];

@@ -1,0 +1,109 @@
+/**
+ * int8 LSTM / GRU / RNN: q8.Q8LSTM, q8.Q8GRU, q8.Q8RNN, made at load by quant/rewrite.ts from an ONNX
+ * LSTM/GRU/RNN whose W and/or R come from DequantizeLinear of a constant int8 tensor. The gate math
+ * is ops/rnn.ts's (one copy); only the two matrix products differ.
+ *
+ * Inputs: the ONNX op's (X, W, R, B, sequence_lens, initial_h, initial_c, P; GRU/RNN leave 6 and 7
+ * empty), then R's scales at 8. Attributes: the ONNX op's, plus
+ *   projected    1: input 0 is already X·Wᵀ of every direction, [seq, batch, numDir·G·H] (layout 1:
+ *                [batch, seq, numDir·G·H]), computed by a q8.Q8Gemm the rewrite puts in front (so a
+ *                native Q8Gemm kernel runs the big projection); W is absent. 0: W is float, as in ONNX.
+ *   weight_block R's weight window (0 = one row of R, i.e. one gate unit of one direction).
+ *   act_block    the left-row window of the recurrent product (0 = the whole row of H).
+ * R is int8 [numDir, G·H, H] with float32 scales [numDir·G·H] (or [numDir·G·H, ceil(H/B)]), or float as
+ * in ONNX. An int8 R runs each step's H·Rᵀ (GRU without linear_before_reset: (r⊙H)·Rhᵀ) the contract's
+ * way: every batch row of H is rounded to float32 and quantized per window (amax/127, ties to even),
+ * int8·int8 dots are exact, dequantized with row scale × weight row scale (quant/kernels.ts q8Product).
+ */
+import { check } from '../core/errors.js';
+import { shapeStr } from '../core/shape.js';
+import { getOp, registerOps, type KernelContext, type OpSchema } from '../ops/registry.js';
+import { f64, floatProjection, floatRecurrence, runGRU, runLSTM, runRNN, type RnnBindArgs, type RnnForm, type RnnProducts } from '../ops/rnn.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { packWeights, q8Product, quantizeRows, type Q8Attrs } from './kernels.js';
+
+/** Input index of R's scales on Q8LSTM / Q8GRU / Q8RNN. */
+export const R_SCALE_INPUT = 8;
+
+/** How often int8 products ran (tests check that the int8 path, not the float one, was taken). */
+export const rnnInt8Stats = { recurrentProducts: 0, projectedInputs: 0 };
+
+/** The int8 recurrence for an int8 R [numDir, GH, H] with scales. */
+function int8Recurrence(op: string, R: Tensor, Rs: Tensor, numDir: number, GH: number, hidden: number, ctx: KernelContext): RnnProducts['recur'] {
+  const weightBlock = ctx.attrs.int('weight_block', 0);
+  const actBlock = ctx.attrs.int('act_block', 0);
+  check(Number.isInteger(weightBlock) && weightBlock >= 0 && Number.isInteger(actBlock) && actBlock >= 0,
+    () => `${op}: weight_block and act_block should be 0 or a block size, got ${weightBlock} and ${actBlock}`);
+  const W = packWeights(R, Rs, numDir * GH, hidden, weightBlock, `${op} input R`);
+  const at: Q8Attrs = { weightBlock, actBlock, activation: '', clipMin: -Infinity, clipMax: Infinity };
+  const nbA = Math.ceil(hidden / (actBlock || hidden));
+  let hf = new Float32Array(0), qa = new Float32Array(0), sa = new Float32Array(0), o32 = new Float32Array(0);
+  return (d, h, rows, row0, n, out, ldo) => {
+    rnnInt8Stats.recurrentProducts++;
+    if (hf.length < rows * hidden) { hf = new Float32Array(rows * hidden); qa = new Float32Array(rows * hidden); }
+    if (sa.length < rows * nbA) sa = new Float32Array(rows * nbA);
+    if (o32.length < rows * n) o32 = new Float32Array(rows * n);
+    hf.set(h.subarray(0, rows * hidden)); // the state rounds to float32 before it is quantized
+    quantizeRows(hf, rows, hidden, actBlock, qa, sa);
+    q8Product(qa, sa, rows, W, d * GH + row0, n, at, undefined, 0, o32, 0, 'pn', n);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) out[r * ldo + j] = o32[r * n + j]!;
+  };
+}
+
+/** Columns d·GH .. (d+1)·GH of the precomputed projection (layout 0, width numDir·GH). */
+function projectedColumns(a: RnnBindArgs, GH: number): (d: number) => Float64Array {
+  return (d) => {
+    rnnInt8Stats.projectedInputs++;
+    const rows = a.seq * a.batch, w = a.xWidth;
+    const xw = new Float64Array(rows * GH);
+    for (let r = 0; r < rows; r++) xw.set(a.x.subarray(r * w + d * GH, r * w + (d + 1) * GH), r * GH);
+    return xw;
+  };
+}
+
+const int8Form: RnnForm = {
+  bind(a) {
+    const { G, numDir, inputs, ctx } = a;
+    const op = ctx.node.opType;
+    const [X, W, R] = inputs as [Tensor, Tensor | undefined, Tensor | undefined];
+    const Rs = inputs[R_SCALE_INPUT];
+    check(X.dtype === 'float32', () => `${op} input X should be float32, got ${X.dtype}`);
+    check(R, `${op} needs input R`);
+    const projected = ctx.attrs.int('projected', 0) !== 0;
+    check(R.rank === 3 && R.shape[0] === numDir && R.shape[1]! % G === 0,
+      () => `${op} input R should have shape [${numDir}, ${G}*hidden, hidden], got ${R.dtype} ${shapeStr(R.shape)}`);
+    const hidden = ctx.attrs.int('hidden_size', R.shape[1]! / G);
+    const GH = G * hidden;
+    check(R.shape[1] === GH && R.shape[2] === hidden,
+      () => `${op} input R should have shape [${numDir}, ${GH}, ${hidden}] (hidden_size ${hidden}), got ${R.dtype} ${shapeStr(R.shape)}`);
+    let project: RnnProducts['project'];
+    if (projected) {
+      check(!W, () => `${op} with projected=1 takes X·Wᵀ as input 0 and no W`);
+      check(a.xWidth === numDir * GH,
+        () => `${op} projected input should end in ${numDir}·${GH} = ${numDir * GH} (X·Wᵀ of every direction), got ${shapeStr(X.shape)}`);
+      project = projectedColumns(a, GH);
+    } else {
+      check(W && W.dtype === 'float32', () => `${op} input W should be float32, got ${W ? W.dtype : 'nothing'}`);
+      check(W.rank === 3 && W.shape[0] === numDir && W.shape[1] === GH && W.shape[2] === a.xWidth,
+        () => `${op} input W should have shape [${numDir}, ${GH}, ${a.xWidth}], got ${shapeStr(W.shape)}`);
+      project = floatProjection(a, f64(W), GH);
+    }
+    let recur: RnnProducts['recur'];
+    if (R.dtype === 'int8') {
+      check(Rs, () => `${op} input R is int8 but its scales (input ${R_SCALE_INPUT}) are missing`);
+      recur = int8Recurrence(op, R, Rs, numDir, GH, hidden, ctx);
+    } else {
+      check(R.dtype === 'float32' && !Rs, () => `${op} input R should be int8 with scales or float32 without, got ${R.dtype}${Rs ? ' with scales' : ''}`);
+      recur = floatRecurrence(f64(R), GH, hidden);
+    }
+    return { hidden, products: { project, recur } };
+  },
+};
+
+export const Q8_RNN_OPS: OpSchema[] = [
+  { opType: 'Q8LSTM', domain: 'q8', run: (i, c) => runLSTM(i, c, int8Form) },
+  { opType: 'Q8GRU', domain: 'q8', run: (i, c) => runGRU(i, c, int8Form) },
+  { opType: 'Q8RNN', domain: 'q8', run: (i, c) => runRNN(i, c, int8Form) },
+];
+
+if (!getOp('q8', 'Q8LSTM')) registerOps(Q8_RNN_OPS);
