@@ -17,6 +17,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { constResolver } from './consts.js';
 import { ensureOpset } from './opset.js';
 import { ACT_WINDOW_KEY, parseActWindow } from './rewrite.js';
+import { runRnnLayerInt8 } from './rnn-int8.js';
 import { cosine, quantType, type QuantizedWeights } from './types.js';
 import './register.js';
 
@@ -49,7 +50,10 @@ export interface QuantizeOptions {
 export interface LayerReport {
   name: string;
   opType: 'Conv' | 'Gemm' | 'MatMul' | 'LSTM' | 'GRU' | 'RNN';
-  /** 'rnn': an LSTM/GRU/RNN weight (W or R); stored int8, computed in fp32 by q8 for now. */
+  /**
+   * 'rnn': an LSTM/GRU/RNN weight (W or R), stored int8 per gate row. q8 computes with it in int8 at
+   * load: W as a Q8Gemm over all steps' X rows, R inside q8.Q8LSTM/Q8GRU/Q8RNN per step's H rows.
+   */
   kind: 'conv' | 'depthwise' | 'gemm' | 'matmul' | 'rnn';
   /** Weight as [N outputs, K inputs per output]. */
   N: number;
@@ -426,12 +430,17 @@ export function runCapturing(model: Model, names: readonly string[], samples: re
 /** Per-layer cosine of the int8 kernel vs fp32 on the fp32 layer inputs; returns the fp32 runs. */
 function layerCosines(model: Model, layers: Layer[], samples: readonly Feeds[]): Record<string, Tensor>[] {
   const names: string[] = [];
-  for (const l of layers) if (l.kind !== 'rnn') names.push(l.node.inputs[0]!, l.node.outputs[0]!);
+  const cst = constResolver(model.graph);
+  for (const l of layers) {
+    if (l.kind !== 'rnn') names.push(l.node.inputs[0]!, l.node.outputs[0]!);
+    else names.push(...[...l.node.inputs, ...l.node.outputs].filter((v) => v && !cst(v)));
+  }
   const runs = runCapturing(model, names, samples);
   for (const l of layers) {
-    if (!l.qw || l.kind === 'rnn') continue;
+    if (!l.qw) continue;
     let worst = 1;
     for (const r of runs) {
+      if (l.kind === 'rnn') { worst = Math.min(worst, rnnLayerCosine(model, l, r, cst)); continue; }
       const x = r[l.node.inputs[0]!], y = r[l.node.outputs[0]!];
       if (!x || !y) continue;
       const yq = runLayerInt8(l, x, l.actBlock);
@@ -440,6 +449,19 @@ function layerCosines(model: Model, layers: Layer[], samples: readonly Feeds[]):
     l.cos = worst;
   }
   return runs;
+}
+
+/** An LSTM/GRU/RNN with only this layer's weight (W or R) int8 vs its fp32 outputs (all of them, worst). */
+function rnnLayerCosine(model: Model, l: Layer, r: Record<string, Tensor>, cst: (n: string | undefined) => Tensor | undefined): number {
+  const inputs = l.node.inputs.map((v) => (v ? r[v] ?? cst(v) : undefined));
+  const qw = l.qw!;
+  const outs = runRnnLayerInt8(l.node, model.opsets.get('') ?? 1, inputs, l.input as 1 | 2, l.wShape!, qw.q, qw.scales, qw.block, l.actBlock);
+  let worst = 1;
+  l.node.outputs.forEach((o, i) => {
+    const y = o ? r[o] : undefined, yq = outs[i];
+    if (y && yq && y.dtype === 'float32' && yq.size === y.size) worst = Math.min(worst, cosine(y.data as Float32Array, yq.data as Float32Array));
+  });
+  return worst;
 }
 
 function runLayerInt8(l: Layer, x: Tensor, actBlock: number): Tensor {

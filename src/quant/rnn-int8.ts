@@ -17,9 +17,11 @@
  */
 import { check } from '../core/errors.js';
 import { shapeStr } from '../core/shape.js';
+import type { AttrValue, Node } from '../graph/ir.js';
 import { getOp, registerOps, type KernelContext, type OpSchema } from '../ops/registry.js';
 import { f64, floatProjection, floatRecurrence, runGRU, runLSTM, runRNN, type RnnBindArgs, type RnnForm, type RnnProducts } from '../ops/rnn.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { invokeKernel, makeContext } from '../runtime/invoke.js';
+import { Tensor } from '../tensor/tensor.js';
 import { packWeights, q8Product, quantizeRows, type Q8Attrs } from './kernels.js';
 
 /** Input index of R's scales on Q8LSTM / Q8GRU / Q8RNN. */
@@ -107,3 +109,34 @@ export const Q8_RNN_OPS: OpSchema[] = [
 ];
 
 if (!getOp('q8', 'Q8LSTM')) registerOps(Q8_RNN_OPS);
+
+/**
+ * One ONNX LSTM/GRU/RNN node run with only its W (which = 1) or R (which = 2) in int8, the way the
+ * rewritten graph runs it (W: Q8Gemm then the op on X·Wᵀ). Outputs line up with node.outputs. The
+ * quantization report uses it for the layer's own output cosine.
+ */
+export function runRnnLayerInt8(
+  node: Node, opset: number, inputs: readonly (Tensor | undefined)[], which: 1 | 2,
+  wShape: readonly number[], q: Int8Array, scales: Float32Array, block: number, actBlock: number,
+): Tensor[] {
+  const N = wShape[0]! * wShape[1]!, K = wShape[2]!;
+  const Ws = Tensor.from('float32', block ? [N, scales.length / N] : [N], scales);
+  const attrs: Record<string, AttrValue> = { ...node.attrs, act_block: { type: 'int', value: actBlock } };
+  if (opset < 14) delete attrs['layout'];
+  const ins = Array.from({ length: R_SCALE_INPUT + 1 }, (_, i) => inputs[i]);
+  if (which === 1) {
+    const gemm = { name: `${node.name}__q8_projection`, opType: 'Q8Gemm', domain: 'q8', inputs: ['x', 'wq', 'ws'], outputs: ['xw'],
+      attrs: { weight_block: { type: 'int', value: block }, act_block: { type: 'int', value: actBlock } } as Record<string, AttrValue> };
+    const schema = getOp('q8', 'Q8Gemm')!;
+    ins[0] = invokeKernel(schema, schema.run, [inputs[0], Tensor.from('int8', [N, K], q), Ws], makeContext(gemm, 1))[0];
+    ins[1] = undefined;
+    attrs['projected'] = { type: 'int', value: 1 };
+  } else {
+    ins[2] = Tensor.from('int8', wShape, q);
+    ins[R_SCALE_INPUT] = Ws;
+    attrs['weight_block'] = { type: 'int', value: block };
+  }
+  const n: Node = { name: node.name, opType: `Q8${node.opType}`, domain: 'q8', inputs: ins.map((t, i) => (t ? `in${i}` : '')), outputs: [...node.outputs], attrs };
+  const schema = getOp('q8', n.opType)!;
+  return invokeKernel(schema, schema.run, ins, makeContext(n, 1));
+}

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { decodeOnnx, encodeOnnx } from '../../src/formats/onnx/index.js';
 import type { Model } from '../../src/graph/ir.js';
 import '../../src/quant/index.js';
-import { cloneModel, quantize, type QuantizeOptions } from '../../src/quant/quantize.js';
+import { cloneModel, quantize, quantizeModel, type QuantizeOptions } from '../../src/quant/quantize.js';
 import { rnnInt8Stats } from '../../src/quant/rnn-int8.js';
 import { Session } from '../../src/runtime/session.js';
 import { Tensor } from '../../src/tensor/tensor.js';
@@ -263,6 +263,18 @@ test('only R int8 (W excluded): the float projection feeds an int8 recurrence', 
   assert.deepEqual(session.model.graph.nodes.map((n) => n.opType), ['Q8LSTM']);
   const fp = runAll(model, feeds).outs;
   for (const o of outputs) assert.ok(cos(fp[o]!.data as Float32Array, outs[o]!.data as Float32Array) >= 0.999);
+});
+
+test('the report measures each LSTM/GRU weight\'s own output cosine, int8 vs fp32', () => {
+  for (const c of [CASES[0]![1], CASES[3]![1]]) {
+    const { model, feeds } = build(c, rng(90));
+    const { report } = quantizeModel(model, { samples: [feeds] });
+    assert.deepEqual(report.layers.map((l) => l.name), ['rec.W', 'rec.R']);
+    for (const l of report.layers) assert.ok(l.cosine >= 0.999 && l.cosine < 1, `${c.op} ${l.name}: ${l.cosine}`);
+    assert.ok(report.outputCosine >= 0.999 && report.outputCosine < 1);
+    // Each layer alone loses less than both together.
+    assert.ok(Math.min(...report.layers.map((l) => l.cosine)) >= report.outputCosine - 1e-6);
+  }
 });
 
 test('an opset-13 model ignores a stray layout attribute after the rewrite too', () => {
