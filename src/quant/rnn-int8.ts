@@ -22,7 +22,7 @@ import { getOp, registerOps, type KernelContext, type OpSchema } from '../ops/re
 import { f64, floatProjection, floatRecurrence, runGRU, runLSTM, runRNN, type RnnBindArgs, type RnnForm, type RnnProducts } from '../ops/rnn.js';
 import { invokeKernel, makeContext } from '../runtime/invoke.js';
 import { Tensor } from '../tensor/tensor.js';
-import { packWeights, q8Product, quantizeRows, type Q8Attrs } from './kernels.js';
+import { packWeights, q8AttrsOf, q8Product, quantizeRows } from './kernels.js';
 
 /** Input index of R's scales on Q8LSTM / Q8GRU / Q8RNN. */
 export const R_SCALE_INPUT = 8;
@@ -32,12 +32,10 @@ export const rnnInt8Stats = { recurrentProducts: 0, projectedInputs: 0 };
 
 /** The int8 recurrence for an int8 R [numDir, GH, H] with scales. */
 function int8Recurrence(op: string, R: Tensor, Rs: Tensor, numDir: number, GH: number, hidden: number, ctx: KernelContext): RnnProducts['recur'] {
-  const weightBlock = ctx.attrs.int('weight_block', 0);
-  const actBlock = ctx.attrs.int('act_block', 0);
-  check(Number.isInteger(weightBlock) && weightBlock >= 0 && Number.isInteger(actBlock) && actBlock >= 0,
-    () => `${op}: weight_block and act_block should be 0 or a block size, got ${weightBlock} and ${actBlock}`);
+  // The op's own attributes (weight_block, act_block); ONNX's 'activations' is a different name.
+  const at = q8AttrsOf(ctx.attrs);
+  const { weightBlock, actBlock } = at;
   const W = packWeights(R, Rs, numDir * GH, hidden, weightBlock, `${op} input R`);
-  const at: Q8Attrs = { weightBlock, actBlock, activation: '', clipMin: -Infinity, clipMax: Infinity };
   const nbA = Math.ceil(hidden / (actBlock || hidden));
   let hf = new Float32Array(0), qa = new Float32Array(0), sa = new Float32Array(0), o32 = new Float32Array(0);
   return (d, h, rows, row0, n, out, ldo) => {

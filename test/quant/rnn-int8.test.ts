@@ -277,6 +277,21 @@ test('the report measures each LSTM/GRU weight\'s own output cosine, int8 vs fp3
   }
 });
 
+test('finer windows (32-value weight blocks, 16-value activation blocks) reach both products', () => {
+  const c: Case = { op: 'LSTM', T: 5, N: 2, I: 64, H: 48, direction: 'bidirectional', initial: true };
+  const { model, feeds, outputs } = build(c, rng(83));
+  const q = saveAndLoad(model, { weightWindow: 32, activationWindow: 16 });
+  const { outs, session } = runAll(q, feeds);
+  const at = session.model.graph.nodes.map((n) => [n.opType, n.attrs['weight_block']?.value, n.attrs['act_block']?.value]);
+  assert.deepEqual(at, [['Q8Gemm', 32, 16], ['Q8LSTM', 32, 16]]);
+  const row = runAll(saveAndLoad(model, { weightWindow: 32 }), feeds).outs, fp = runAll(model, feeds).outs;
+  for (const o of outputs) {
+    const a = fp[o]!.data as Float32Array, b = outs[o]!.data as Float32Array, r = row[o]!.data as Float32Array;
+    assert.ok(cos(a, b) >= 0.999, o);
+    assert.ok(b.some((v, i) => v !== r[i]), `${o}: the activation window should change the result`);
+  }
+});
+
 test('an opset-13 model ignores a stray layout attribute after the rewrite too', () => {
   const c: Case = { op: 'GRU', T: 4, N: 2, I: 12, H: 8, initial: true };
   const { model, feeds, outputs } = build(c, rng(78));
@@ -284,6 +299,32 @@ test('an opset-13 model ignores a stray layout attribute after the rewrite too',
   const q = saveAndLoad(model);
   const fp = runAll(model, feeds).outs, qo = runAll(q, feeds).outs;
   for (const o of outputs) assert.ok(cos(fp[o]!.data as Float32Array, qo[o]!.data as Float32Array) >= 0.999, o);
+});
+
+test('other QDQ forms: a 3-D per-tensor DequantizeLinear is run int8, a per-direction scale (axis 0) stays float (folded to fp32 weights)', () => {
+  const c: Case = { op: 'GRU', T: 5, N: 2, I: 12, H: 10, direction: 'bidirectional', initial: true };
+  const { model, feeds, outputs } = build(c, rng(82));
+  const fp = runAll(model, feeds).outs;
+  for (const [axis, perTensor, want] of [[0, true, ['Q8Gemm', 'Q8GRU']], [0, false, ['GRU']]] as const) {
+    const m = cloneModel(model);
+    const rec = m.graph.nodes[0]!;
+    const dqs = [1, 2].map((i) => {
+      const w = m.graph.initializers.get(rec.inputs[i]!)!;
+      const v = w.data as Float32Array;
+      // Scale per tensor, or one per direction along axis 0 (not per gate row: q8 keeps it float).
+      const D = w.shape[0]!, per = v.length / D;
+      const sc = Array.from({ length: perTensor ? 1 : D }, (_, d) => Math.fround(v.slice(perTensor ? 0 : d * per, perTensor ? v.length : (d + 1) * per).reduce((a, x) => Math.max(a, Math.abs(x)), 0) / 127));
+      const q = Int8Array.from(v, (x, k) => Math.max(-127, Math.min(127, Math.round(x / sc[perTensor ? 0 : Math.floor(k / per)]!))));
+      m.graph.initializers.set(`${rec.inputs[i]}_q`, Tensor.from('int8', w.shape, q));
+      m.graph.initializers.set(`${rec.inputs[i]}_s`, Tensor.from('float32', perTensor ? [] : [D], sc));
+      m.graph.initializers.delete(rec.inputs[i]!);
+      return { name: `dq${i}`, opType: 'DequantizeLinear', domain: '', inputs: [`${rec.inputs[i]}_q`, `${rec.inputs[i]}_s`], outputs: [rec.inputs[i]!], attrs: attrsFrom({ axis }) as never };
+    });
+    m.graph.nodes.unshift(...dqs);
+    const { outs, session } = runAll(m, feeds);
+    assert.deepEqual(session.model.graph.nodes.map((n) => n.opType).filter((t) => t !== 'Reshape'), [...want]);
+    for (const o of outputs) assert.ok(cos(fp[o]!.data as Float32Array, outs[o]!.data as Float32Array) >= 0.999, `${o} (per tensor ${perTensor})`);
+  }
 });
 
 test('a wrong-shaped int8 R fails at load with a Q8Error naming the node', () => {
