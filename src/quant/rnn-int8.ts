@@ -18,7 +18,8 @@
 import { check } from '../core/errors.js';
 import { shapeStr } from '../core/shape.js';
 import type { AttrValue, Node } from '../graph/ir.js';
-import { getOp, registerOps, type KernelContext, type OpSchema } from '../ops/registry.js';
+import type { CompileArgs, FastKernel } from '../kernels/registry.js';
+import { getOp, registerOps, type Kernel, type KernelContext, type OpSchema } from '../ops/registry.js';
 import { f64, floatProjection, floatRecurrence, runGRU, runLSTM, runRNN, type RnnBindArgs, type RnnForm, type RnnProducts } from '../ops/rnn.js';
 import { invokeKernel, makeContext } from '../runtime/invoke.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -61,8 +62,26 @@ function projectedColumns(a: RnnBindArgs, GH: number): (d: number) => Float64Arr
   };
 }
 
-const int8Form: RnnForm = {
-  bind(a) {
+/** A backend's Q8Gemm compiled for rows row0..row0+n of direction d's R: out [rows, n] for H rows [rows, hidden]. */
+type RecurKernel = (d: number, row0: number, n: number) => { kernel: Kernel; ctx: KernelContext };
+
+/** The int8 form; with `fast`, an int8 R's products run through a backend's Q8Gemm kernels. */
+function int8Form(fast?: RecurKernel): RnnForm {
+  return { bind: (a) => bindInt8(a, fast) };
+}
+
+function fastRecurrence(fast: RecurKernel, hidden: number): RnnProducts['recur'] {
+  return (d, h, rows, row0, n, out, ldo) => {
+    rnnInt8Stats.recurrentProducts++;
+    const { kernel, ctx } = fast(d, row0, n);
+    const H = Tensor.from('float32', [rows, hidden], Float32Array.from(h.subarray(0, rows * hidden))); // rounds to float32
+    const y = kernel([H], ctx)[0]!.data as Float32Array;
+    for (let r = 0; r < rows; r++) for (let j = 0; j < n; j++) out[r * ldo + j] = y[r * n + j]!;
+  };
+}
+
+function bindInt8(a: RnnBindArgs, fast: RecurKernel | undefined): ReturnType<RnnForm['bind']> {
+  {
     const { G, numDir, inputs, ctx } = a;
     const op = ctx.node.opType;
     const [X, W, R] = inputs as [Tensor, Tensor | undefined, Tensor | undefined];
@@ -91,20 +110,73 @@ const int8Form: RnnForm = {
     let recur: RnnProducts['recur'];
     if (R.dtype === 'int8') {
       check(Rs, () => `${op} input R is int8 but its scales (input ${R_SCALE_INPUT}) are missing`);
-      recur = int8Recurrence(op, R, Rs, numDir, GH, hidden, ctx);
+      recur = fast ? fastRecurrence(fast, hidden) : int8Recurrence(op, R, Rs, numDir, GH, hidden, ctx);
     } else {
       check(R.dtype === 'float32' && !Rs, () => `${op} input R should be int8 with scales or float32 without, got ${R.dtype}${Rs ? ' with scales' : ''}`);
       recur = floatRecurrence(f64(R), GH, hidden);
     }
     return { hidden, products: { project, recur } };
-  },
-};
+  }
+}
+
+const RUN = { Q8LSTM: runLSTM, Q8GRU: runGRU, Q8RNN: runRNN } as const;
+const GATES = { Q8LSTM: 4, Q8GRU: 3, Q8RNN: 1 } as const;
 
 export const Q8_RNN_OPS: OpSchema[] = [
-  { opType: 'Q8LSTM', domain: 'q8', run: (i, c) => runLSTM(i, c, int8Form) },
-  { opType: 'Q8GRU', domain: 'q8', run: (i, c) => runGRU(i, c, int8Form) },
-  { opType: 'Q8RNN', domain: 'q8', run: (i, c) => runRNN(i, c, int8Form) },
+  { opType: 'Q8LSTM', domain: 'q8', run: (i, c) => runLSTM(i, c, int8Form()) },
+  { opType: 'Q8GRU', domain: 'q8', run: (i, c) => runGRU(i, c, int8Form()) },
+  { opType: 'Q8RNN', domain: 'q8', run: (i, c) => runRNN(i, c, int8Form()) },
 ];
+
+/**
+ * Fast Q8LSTM / Q8GRU / Q8RNN for a backend: the recurrent products of a constant int8 R run through
+ * the backend's own Q8Gemm kernel (compiled on R's rows of each direction, per gate range the op
+ * uses); the gate code stays ops/rnn.ts's. A backend adds them next to its Q8Gemm:
+ * `...q8RecurrentKernels(compileQ8Gemm)`. null (the reference runs) when R is not a constant int8
+ * tensor of the right shape or the backend's Q8Gemm refuses it.
+ */
+export function q8RecurrentKernels(compileQ8Gemm: (args: CompileArgs) => Kernel | null): FastKernel[] {
+  return (Object.keys(RUN) as (keyof typeof RUN)[]).map((opType) => ({
+    opType, domain: 'q8',
+    compile(args: CompileArgs): Kernel | null {
+      const { node } = args;
+      const R = args.consts[2], Rs = args.consts[R_SCALE_INPUT];
+      if (!R || R.dtype !== 'int8' || R.rank !== 3 || !Rs || Rs.dtype !== 'float32') return null;
+      const [numDir, GH, hidden] = R.shape as [number, number, number];
+      if (GH !== GATES[opType] * hidden || hidden === 0 || Rs.size % (numDir * GH) !== 0) return null;
+      const nb = Rs.size / (numDir * GH);
+      const q = R.data as Int8Array, sc = Rs.data as Float32Array;
+      const attrs = { weight_block: node.attrs['weight_block'] ?? { type: 'int', value: 0 }, act_block: node.attrs['act_block'] ?? { type: 'int', value: 0 } } as Record<string, AttrValue>;
+      const compileRows = (d: number, row0: number, n: number) => {
+        const r0 = d * GH + row0;
+        const gemm: Node = { name: `${node.name}__q8_recurrence`, opType: 'Q8Gemm', domain: 'q8', inputs: ['h', 'rq', 'rs'], outputs: ['hr'], attrs };
+        const Wq = Tensor.from('int8', [n, hidden], q.slice(r0 * hidden, (r0 + n) * hidden));
+        const Ws = Tensor.from('float32', nb === 1 ? [n] : [n, nb], sc.slice(r0 * nb, (r0 + n) * nb));
+        const kernel = compileQ8Gemm({ node: gemm, consts: [undefined, Wq, Ws], opset: 1, threads: args.threads });
+        // Its own context: the Q8Gemm's attributes, plain buffers (the session's pool tracks graph values only).
+        return kernel ? { kernel, ctx: makeContext(gemm, 1) } : null;
+      };
+      // The ranges the gate code asks for: all G·H rows; GRU also z,r (2H) and h (H) apart.
+      const lbr = node.attrs['linear_before_reset'];
+      const ranges: [number, number][] = opType === 'Q8GRU' && !(lbr?.type === 'int' && lbr.value !== 0) ? [[0, 2 * hidden], [2 * hidden, hidden]] : [[0, GH]];
+      const kernels = new Map<string, { kernel: Kernel; ctx: KernelContext }>();
+      for (let d = 0; d < numDir; d++) {
+        for (const [row0, n] of ranges) {
+          const k = compileRows(d, row0, n);
+          if (!k) return null;
+          kernels.set(`${d},${row0},${n}`, k);
+        }
+      }
+      const fast: RecurKernel = (d, row0, n) => {
+        const k = kernels.get(`${d},${row0},${n}`);
+        check(k, () => `${opType}: no compiled recurrence for rows ${row0}..${row0 + n} of direction ${d}`);
+        return k;
+      };
+      const form = int8Form(fast);
+      return (inputs, ctx) => RUN[opType](inputs, ctx, form);
+    },
+  }));
+}
 
 if (!getOp('q8', 'Q8LSTM')) registerOps(Q8_RNN_OPS);
 

@@ -11,7 +11,12 @@ import { decodeOnnx, encodeOnnx } from '../../src/formats/onnx/index.js';
 import type { Model } from '../../src/graph/ir.js';
 import '../../src/quant/index.js';
 import { cloneModel, quantize, quantizeModel, type QuantizeOptions } from '../../src/quant/quantize.js';
-import { rnnInt8Stats } from '../../src/quant/rnn-int8.js';
+import { q8RecurrentKernels, rnnInt8Stats } from '../../src/quant/rnn-int8.js';
+import { getBackend, type BackendName } from '../../src/kernels/registry.js';
+import '../../src/kernels/native/index.js';
+import '../../src/kernels/wasm/index.js';
+import { getOp } from '../../src/ops/registry.js';
+import { invokeKernel, makeContext } from '../../src/runtime/invoke.js';
 import { Session } from '../../src/runtime/session.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { Q8Error } from '../../src/core/errors.js';
@@ -188,6 +193,17 @@ function reference(c: Case, m: Model, feeds: Record<string, Tensor>): Float64Arr
   return op === 'LSTM' ? [Y, Yh, Yc] : [Y, Yh];
 }
 
+/** Check a q8 output against the scheme to 1e-5 of the largest value; returns the relative error. */
+function matchesScheme(c: Case, t: Tensor, want: Float64Array, k: number, what: string): number {
+  const got = toLayout0(c, t, k === 0);
+  assert.equal(got.length, want.length);
+  let maxAbs = 0, maxErr = 0;
+  for (let i = 0; i < want.length; i++) { maxAbs = Math.max(maxAbs, Math.abs(want[i]!)); maxErr = Math.max(maxErr, Math.abs(got[i]! - want[i]!)); }
+  assert.ok(maxAbs > 0.05, `${what} should not be trivially small`);
+  assert.ok(maxErr <= 1e-5 * maxAbs, `${what}: max error ${maxErr} vs max |value| ${maxAbs}`);
+  return maxErr / maxAbs;
+}
+
 /** A q8 output (layout c.layout) read in layout 0 order. */
 function toLayout0(c: Case, t: Tensor, isY: boolean): Float64Array {
   const v = t.data as Float32Array;
@@ -233,16 +249,7 @@ for (const [title, c] of CASES) {
     assert.ok(rnnInt8Stats.recurrentProducts - before === D * c.T * perStep, `recurrent int8 products: ${rnnInt8Stats.recurrentProducts - before}`);
     // (2) equal to the scheme computed here from the file's int8 values.
     const want = reference(c, q, feeds);
-    outputs.forEach((name, k) => {
-      const got = toLayout0(c, outs[name]!, k === 0);
-      const w = want[k]!;
-      assert.equal(got.length, w.length);
-      let maxAbs = 0, maxErr = 0;
-      for (let i = 0; i < w.length; i++) { maxAbs = Math.max(maxAbs, Math.abs(w[i]!)); maxErr = Math.max(maxErr, Math.abs(got[i]! - w[i]!)); }
-      assert.ok(maxAbs > 0.05, `${name} should not be trivially small`);
-      assert.ok(maxErr <= 1e-5 * maxAbs, `${title} ${name}: max error ${maxErr} vs max |value| ${maxAbs}`);
-      t.diagnostic(`${name}: max |q8 - scheme| / max |scheme| = ${(maxErr / maxAbs).toExponential(2)}`);
-    });
+    outputs.forEach((name, k) => t.diagnostic(`${name}: max |q8 - scheme| / max |scheme| = ${matchesScheme(c, outs[name]!, want[k]!, k, `${title} ${name}`).toExponential(2)}`));
     // (3) close to fp32, but not equal (int8 really changed something).
     const fp = runAll(model, feeds).outs;
     for (const name of outputs) {
@@ -360,3 +367,30 @@ test('a q8.Q8LSTM whose int8 R does not match its scales or hidden size names th
   b.model.graph.nodes[0]!.inputs = ['x', 'W', 'Rq'];
   assert.throws(() => Session.create(b.model).runSync({ x }), (e: unknown) => e instanceof Q8Error && e.node === 'bad_lstm' && /scales/.test(e.message));
 });
+
+for (const backend of ['native', 'wasm'] as BackendName[]) {
+  test(`${backend} backend: the recurrent products run through its Q8Gemm kernel and still match the scheme`, (t) => {
+    const b = getBackend(backend);
+    if (!b?.available()) { t.skip(`${backend} backend not available`); return; }
+    const q8gemm = b.kernels.find((k) => k.opType === 'Q8Gemm' && k.domain === 'q8')!;
+    const fast = q8RecurrentKernels((a) => q8gemm.compile(a));
+    for (const k of [0, 1, 3, 4, 5]) {
+      const [title, c] = CASES[k]!;
+      const { model, feeds, outputs } = build(c, rng(2000 + k));
+      const q = saveAndLoad(model, c.opts);
+      const s = Session.create(cloneModel(q), { backend: 'ref' }); // its graph: [Q8Gemm, Q8<op>]
+      const [proj, rec] = s.model.graph.nodes as [typeof s.model.graph.nodes[0], typeof s.model.graph.nodes[0]];
+      const value = (n: string) => (n ? feeds[n] ?? s.model.graph.initializers.get(n) : undefined);
+      const gemm = getOp('q8', 'Q8Gemm')!;
+      const xw = invokeKernel(gemm, gemm.run, proj.inputs.map(value), makeContext(proj, 1))[0]!;
+      const consts = rec.inputs.map((n) => (n ? s.model.graph.initializers.get(n) : undefined));
+      const kernel = fast.find((f) => f.opType === rec.opType)!.compile({ node: rec, consts, opset: 1, threads: 0 });
+      assert.ok(kernel, `${title}: ${backend} should compile ${rec.opType}`);
+      const before = rnnInt8Stats.recurrentProducts;
+      const outs = kernel(rec.inputs.map((n) => (n === proj.outputs[0] ? xw : value(n))), makeContext(rec, 1));
+      assert.ok(rnnInt8Stats.recurrentProducts > before);
+      const want = reference(c, q, feeds);
+      outputs.forEach((name, i) => t.diagnostic(`${title} ${name}: ${backend} vs scheme ${matchesScheme(c, outs[i]!, want[i]!, i, `${backend} ${title} ${name}`).toExponential(2)}`));
+    }
+  });
+}
