@@ -81,42 +81,40 @@ function fastRecurrence(fast: RecurKernel, hidden: number): RnnProducts['recur']
 }
 
 function bindInt8(a: RnnBindArgs, fast: RecurKernel | undefined): ReturnType<RnnForm['bind']> {
-  {
-    const { G, numDir, inputs, ctx } = a;
-    const op = ctx.node.opType;
-    const [X, W, R] = inputs as [Tensor, Tensor | undefined, Tensor | undefined];
-    const Rs = inputs[R_SCALE_INPUT];
-    check(X.dtype === 'float32', () => `${op} input X should be float32, got ${X.dtype}`);
-    check(R, `${op} needs input R`);
-    const projected = ctx.attrs.int('projected', 0) !== 0;
-    check(R.rank === 3 && R.shape[0] === numDir && R.shape[1]! % G === 0,
-      () => `${op} input R should have shape [${numDir}, ${G}*hidden, hidden], got ${R.dtype} ${shapeStr(R.shape)}`);
-    const hidden = ctx.attrs.int('hidden_size', R.shape[1]! / G);
-    const GH = G * hidden;
-    check(R.shape[1] === GH && R.shape[2] === hidden,
-      () => `${op} input R should have shape [${numDir}, ${GH}, ${hidden}] (hidden_size ${hidden}), got ${R.dtype} ${shapeStr(R.shape)}`);
-    let project: RnnProducts['project'];
-    if (projected) {
-      check(!W, () => `${op} with projected=1 takes X·Wᵀ as input 0 and no W`);
-      check(a.xWidth === numDir * GH,
-        () => `${op} projected input should end in ${numDir}·${GH} = ${numDir * GH} (X·Wᵀ of every direction), got ${shapeStr(X.shape)}`);
-      project = projectedColumns(a, GH);
-    } else {
-      check(W && W.dtype === 'float32', () => `${op} input W should be float32, got ${W ? W.dtype : 'nothing'}`);
-      check(W.rank === 3 && W.shape[0] === numDir && W.shape[1] === GH && W.shape[2] === a.xWidth,
-        () => `${op} input W should have shape [${numDir}, ${GH}, ${a.xWidth}], got ${shapeStr(W.shape)}`);
-      project = floatProjection(a, f64(W), GH);
-    }
-    let recur: RnnProducts['recur'];
-    if (R.dtype === 'int8') {
-      check(Rs, () => `${op} input R is int8 but its scales (input ${R_SCALE_INPUT}) are missing`);
-      recur = fast ? fastRecurrence(fast, hidden) : int8Recurrence(op, R, Rs, numDir, GH, hidden, ctx);
-    } else {
-      check(R.dtype === 'float32' && !Rs, () => `${op} input R should be int8 with scales or float32 without, got ${R.dtype}${Rs ? ' with scales' : ''}`);
-      recur = floatRecurrence(f64(R), GH, hidden);
-    }
-    return { hidden, products: { project, recur } };
+  const { G, numDir, inputs, ctx } = a;
+  const op = ctx.node.opType;
+  const [X, W, R] = inputs as [Tensor, Tensor | undefined, Tensor | undefined];
+  const Rs = inputs[R_SCALE_INPUT];
+  check(X.dtype === 'float32', () => `${op} input X should be float32, got ${X.dtype}`);
+  check(R, `${op} needs input R`);
+  const projected = ctx.attrs.int('projected', 0) !== 0;
+  check(R.rank === 3 && R.shape[0] === numDir && R.shape[1]! % G === 0,
+    () => `${op} input R should have shape [${numDir}, ${G}*hidden, hidden], got ${R.dtype} ${shapeStr(R.shape)}`);
+  const hidden = ctx.attrs.int('hidden_size', R.shape[1]! / G);
+  const GH = G * hidden;
+  check(R.shape[1] === GH && R.shape[2] === hidden,
+    () => `${op} input R should have shape [${numDir}, ${GH}, ${hidden}] (hidden_size ${hidden}), got ${R.dtype} ${shapeStr(R.shape)}`);
+  let project: RnnProducts['project'];
+  if (projected) {
+    check(!W, () => `${op} with projected=1 takes X·Wᵀ as input 0 and no W`);
+    check(a.xWidth === numDir * GH,
+      () => `${op} projected input should end in ${numDir}·${GH} = ${numDir * GH} (X·Wᵀ of every direction), got ${shapeStr(X.shape)}`);
+    project = projectedColumns(a, GH);
+  } else {
+    check(W && W.dtype === 'float32', () => `${op} input W should be float32, got ${W ? W.dtype : 'nothing'}`);
+    check(W.rank === 3 && W.shape[0] === numDir && W.shape[1] === GH && W.shape[2] === a.xWidth,
+      () => `${op} input W should have shape [${numDir}, ${GH}, ${a.xWidth}], got ${shapeStr(W.shape)}`);
+    project = floatProjection(a, f64(W), GH);
   }
+  let recur: RnnProducts['recur'];
+  if (R.dtype === 'int8') {
+    check(Rs, () => `${op} input R is int8 but its scales (input ${R_SCALE_INPUT}) are missing`);
+    recur = fast ? fastRecurrence(fast, hidden) : int8Recurrence(op, R, Rs, numDir, GH, hidden, ctx);
+  } else {
+    check(R.dtype === 'float32' && !Rs, () => `${op} input R should be int8 with scales or float32 without, got ${R.dtype}${Rs ? ' with scales' : ''}`);
+    recur = floatRecurrence(f64(R), GH, hidden);
+  }
+  return { hidden, products: { project, recur } };
 }
 
 const RUN = { Q8LSTM: runLSTM, Q8GRU: runGRU, Q8RNN: runRNN } as const;
