@@ -262,6 +262,15 @@ for (const [title, c] of CASES) {
   });
 }
 
+test('the in-memory quantized model runs the same int8 path as the saved one', () => {
+  const c = CASES[3]![1];
+  const { model, feeds, outputs } = build(c, rng(84));
+  const mem = quantize(model), saved = decodeOnnx(encodeOnnx(mem));
+  const a = runAll(mem, feeds), b = runAll(saved, feeds);
+  assert.deepEqual(a.session.model.graph.nodes.map((n) => n.opType), ['Q8Gemm', 'Q8GRU']);
+  for (const o of outputs) assert.deepEqual([...(a.outs[o]!.data as Float32Array)], [...(b.outs[o]!.data as Float32Array)], o);
+});
+
 test('only R int8 (W excluded): the float projection feeds an int8 recurrence', () => {
   const c: Case = { op: 'LSTM', T: 4, N: 2, I: 16, H: 20, initial: true };
   const { model, feeds, outputs } = build(c, rng(77));
