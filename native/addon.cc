@@ -200,7 +200,7 @@ static PackQ8Gemm* pack_q8_gemm(const int8_t* W, const float* S, int N, int K, i
   return P;
 }
 
-static PackQ8Conv* pack_q8_conv(const int8_t* W, const float* S, int M, int Kg, int group, int wblock, int ablock, int khw) {
+static PackQ8Conv* pack_q8_conv(const int8_t* W, const float* S, int M, int Kg, int group, int wblock, int ablock, int khw, bool tap) {
   auto* P = new PackQ8Conv();
   P->M = M; P->Kg = Kg; P->K4 = (Kg + 3) / 4; P->group = group; P->Mg = M / group;
   P->nblk = (P->Mg + kCB - 1) / kCB;
@@ -210,6 +210,12 @@ static PackQ8Conv* pack_q8_conv(const int8_t* W, const float* S, int M, int Kg, 
   P->tapmajor = P->ncb == 1 && khw > 0 && Kg % khw == 0;
   int Cg = Kg / P->khw;
   P->Cg4 = (Cg + 3) / 4 * 4;
+  P->acttap = tap;
+  if (tap) {  // one combined block (and activation window) per tap, in packed K units
+    P->tapmajor = true;
+    P->cblock = P->ablock = P->Cg4;
+    P->ncb = P->khw;
+  }
   if (P->tapmajor) P->K4 = P->khw * P->Cg4 / 4;
   // k -> position in the packed K order
   auto kpos = [&](int k) { return P->tapmajor ? (k % P->khw) * P->Cg4 + k / P->khw : k; };
@@ -228,7 +234,7 @@ static PackQ8Conv* pack_q8_conv(const int8_t* W, const float* S, int M, int Kg, 
       int8_t v = W[(size_t)n * Kg + k];
       int kp = kpos(k);
       P->w[((bi * P->K4 + kp / 4) * kCB + i) * 4 + kp % 4] = v;
-      P->init[(bi * P->ncb + k / P->cblock) * kCB + i] -= 128 * v;
+      P->init[(bi * P->ncb + (tap ? k % P->khw : k / P->cblock)) * kCB + i] -= 128 * v;
     }
     for (int b = 0; b < P->nwb; b++) P->wscale[(bi * P->nwb + b) * kCB + i] = S[(size_t)n * P->nwb + b];
   }
@@ -461,19 +467,23 @@ ENTRY(PackConvF32)
   return wrap(env, P, kF32Conv, (P->w.size() + P->wraw.size()) * 4);
 END
 
-// packConvI8(Wq Int8Array [M*Kg], Wscale, M, Kg, group, weightBlock, actBlock, khw?) -> handle
-// khw = kh*kw lets the addon reorder K tap-major when the windows allow it.
+// packConvI8(Wq Int8Array [M*Kg], Wscale, M, Kg, group, weightBlock, actBlock, khw?, actTap?) -> handle
+// khw = kh*kw lets the addon reorder K tap-major when the windows allow it; actTap = 1: one
+// activation window per tap (needs khw, group 1, weightBlock = actBlock = 0).
 ENTRY(PackConvI8)
   Args a(env, info, 7, "packConvI8");
   int M = a.i32(2), Kg = a.i32(3), group = a.i32(4), wb = a.i32(5), ab = a.i32(6);
   int khw = a.argc > 7 && !a.is_null(7) ? a.i32(7) : 0;
+  bool tap = a.argc > 8 && !a.is_null(8) && a.i32(8) != 0;
+  CHECK(env, !tap || (khw > 0 && Kg % khw == 0 && group == 1 && wb == 0 && ab == 0),
+        "packConvI8: tap windows need khw, group 1 and channel windows");
   CHECK(env, M > 0 && Kg > 0 && group > 0 && M % group == 0, "packConvI8: bad M/Kg/group");
   CHECK(env, wb >= 0 && ab >= 0 && wb % 4 == 0 && ab % 4 == 0, "packConvI8: blocks should be 0 or multiples of 4");
   CHECK(env, !(wb && ab) || (wb % ab == 0 || ab % wb == 0), "packConvI8: weight and activation blocks should nest");
   int nwb = wb ? (Kg + wb - 1) / wb : 1;
   auto* W = a.arr<int8_t>(0, napi_int8_array, (size_t)M * Kg, "Wq");
   auto* S = a.arr<float>(1, napi_float32_array, (size_t)M * nwb, "Wscale");
-  auto* P = pack_q8_conv(W, S, M, Kg, group, wb, ab, khw);
+  auto* P = pack_q8_conv(W, S, M, Kg, group, wb, ab, khw, tap);
   return wrap(env, P, kQ8Conv, P->w.size() * 2 + P->init.size() * 8 + P->wscale.size() * 4);
 END
 

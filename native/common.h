@@ -36,6 +36,9 @@ struct PackQ8Conv {
   // block spans the whole patch, so the order of the int32 sum is free: 4 channels of one tap share
   // a pixel map entry. Otherwise the contract's order k = c*khw + tap.
   bool tapmajor;
+  // act_tap: one activation window per tap (tap-major, one combined block of Cg4 per tap, channel
+  // weight windows); run by conv_q8_tap, which quantizes each image once.
+  bool acttap;
   int khw, Cg4;
   int wblock, ablock, cblock, ncb, nwb;
   std::vector<int8_t> w;      // [group][nblk][K4][kCB][4]

@@ -672,7 +672,10 @@ static void cmax_task(void* vc, int task, int) {
   }
 }
 
+#include "kern_tap.h"
+
 static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+  if (P.acttap) { conv_q8_tap(P, G, batch, X, e, out); return; }
   int OHW = G.OH * G.OW;
   ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1, 1};
   c.nsplit = conv_split(batch * P.group * c.npanel, P.nblk);

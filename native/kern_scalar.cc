@@ -76,6 +76,28 @@ void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, 
     const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * G.H * G.W;
     for (int ox = 0; ox < G.OW; ox++) {
       patch(G, x, Cg, oy, ox, col);
+      if (P.acttap) {
+        // one window per tap: reorder the patch tap-major, windows of Cg values
+        const int khw = P.khw;
+        auto* col2 = (float*)scratch(th, 3).get(sizeof(float) * K);
+        for (int ch = 0; ch < Cg; ch++)
+          for (int t = 0; t < khw; t++) col2[t * Cg + ch] = col[ch * khw + t];
+        auto* st = (float*)scratch(th, 2).get(sizeof(float) * (khw + 16));
+        quant_row(col2, K, Cg, q, st);
+        for (int nn = 0; nn < P.Mg; nn++) {
+          int n = g * P.Mg + nn;
+          const int8_t* w = P.wraw.data() + (size_t)n * K;
+          float acc = 0.f;
+          for (int t = 0; t < khw; t++) {
+            int32_t d = 0;
+            for (int ch = 0; ch < Cg; ch++) d += (int32_t)q[t * Cg + ch] * w[ch * khw + t];
+            acc += st[t] * P.wsraw[n] * (float)d;
+          }
+          if (c.e->bias) acc += c.e->bias[n];
+          c.out[((size_t)b * P.M + n) * G.OH * G.OW + (size_t)oy * G.OW + ox] = clampf(acc, *c.e);
+        }
+        continue;
+      }
       quant_row(col, K, P.ablock, q, sa);
       for (int nn = 0; nn < P.Mg; nn++) {
         int n = g * P.Mg + nn;

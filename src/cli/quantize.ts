@@ -6,19 +6,21 @@ import { bytes } from './format.js';
 
 const WEIGHT_WINDOWS = { channel: 'channel', '32': 32, '64': 64, '128': 128, '256': 256 } as const;
 
-export function parseActivationWindow(v: string): QuantizeOptions['activationWindow'] {
-  if (v === 'row' || v === 'patch') return v;
+export function parseActivationWindow(v: string | undefined): QuantizeOptions['activationWindow'] {
+  if (v === undefined) return undefined;  // the library's per-layer default
+  if (v === 'row' || v === 'patch' || v === 'tap') return v;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Q8Error(`--activation-window must be row, patch or a positive integer, got '${v}'`);
+  if (!Number.isInteger(n) || n < 1) throw new Q8Error(`--activation-window must be row, patch, tap or a positive integer, got '${v}'`);
   return n;
 }
 
 export async function quantizeForCli(model: Q8Model, file: string, flags: ConvertFlags): Promise<void> {
   const options: QuantizeOptions = {
     weightWindow: WEIGHT_WINDOWS[flags.weightWindow as keyof typeof WEIGHT_WINDOWS],
-    activationWindow: parseActivationWindow(flags.activationWindow),
     report: Boolean(flags.report),
   };
+  const aw = parseActivationWindow(flags.activationWindow);
+  if (aw !== undefined) options.activationWindow = aw;
   if (flags.exclude) options.exclude = flags.exclude.split(',').map((s) => s.trim()).filter(Boolean);
   const q = await model.quantize(options);
   await q.save(flags.output);

@@ -12,6 +12,7 @@ import { slidingGeometry } from '../ops/conv.js';
 import { getOp, type Kernel, type KernelContext } from '../ops/registry.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { CompileArgs, FastKernel } from './registry.js';
+import { q8RecurrentKernels } from '../quant/rnn-int8.js';
 
 const f = Math.fround;
 
@@ -41,15 +42,15 @@ export function windowsNest(wb: number, ab: number, multiple: number): boolean {
   return !(wb && ab) || wb % ab === 0 || ab % wb === 0;
 }
 
-interface Q8Attrs { wb: number; ab: number; act: Act }
+interface Q8Attrs { wb: number; ab: number; act: Act; /** Q8Conv: one activation window per kernel tap */ tap: boolean }
 
 /** A Q8 node's windows and activation, or null when the activation is not fused or the windows fail `windowsOk`. */
 function q8Attrs(node: Node, windowsOk: (wb: number, ab: number) => boolean): Q8Attrs | null {
   const a = new Attrs(node.attrs);
   const wb = a.int('weight_block', 0), ab = a.int('act_block', 0);
-  const act = q8Act(a);
-  if (!act || !windowsOk(wb, ab)) return null;
-  return { wb, ab, act };
+  const act = q8Act(a), tap = a.int('act_tap', 0);
+  if (!act || !windowsOk(wb, ab) || (tap !== 0 && (tap !== 1 || wb !== 0 || ab !== 0))) return null;
+  return { wb, ab, act, tap: tap === 1 };
 }
 
 /** Whether the scales hold one per row and weight window of a [rows, K] int8 weight. */
@@ -64,7 +65,7 @@ export function q8GemmPlan(args: CompileArgs, windowsOk: (wb: number, ab: number
   const [, Wq, Ws] = args.consts;
   if (!Wq || Wq.dtype !== 'int8' || Wq.rank !== 2 || !f32(Ws)) return null;
   const q = q8Attrs(args.node, windowsOk);
-  if (!q) return null;
+  if (!q || q.tap) return null;
   const [N, K] = Wq.shape as [number, number];
   if (N === 0 || K === 0) return null;
   if (!scalesFit(Ws, N, K, q.wb)) return null;
@@ -265,6 +266,8 @@ export function fastKernels(
     guarded('MatMul', '', c.MatMul),
     guarded('Q8Gemm', 'q8', c.Q8Gemm),
     guarded('Q8Conv', 'q8', c.Q8Conv),
+    // LSTM/GRU/RNN in int8: each step's H·Rᵀ through this backend's Q8Gemm
+    ...q8RecurrentKernels((a) => (ready() ? c.Q8Gemm(a) : null)),
     ...optional,
   ];
 }

@@ -15,7 +15,7 @@ import { im2rowRef, type Conv2DGeom } from '../kernels/ref/im2col.js';
 import { slidingGeometry } from '../ops/conv.js';
 import type { Attrs } from '../ops/attrs.js';
 import type { KernelContext, OpSchema } from '../ops/registry.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import { quantizeWindow } from './types.js';
 
 const f = Math.fround;
@@ -25,6 +25,8 @@ const EXACT_CHUNK = 1024;
 export interface Q8Attrs {
   weightBlock: number;
   actBlock: number;
+  /** Q8Conv only: one activation window per kernel tap (the C/group values of one input pixel). */
+  actTap: boolean;
   activation: '' | 'Relu' | 'Clip';
   clipMin: number;
   clipMax: number;
@@ -34,10 +36,13 @@ export function q8AttrsOf(a: Attrs): Q8Attrs {
   const weightBlock = a.int('weight_block', 0);
   const actBlock = a.int('act_block', 0);
   const activation = a.string('activation', '');
+  const actTap = a.int('act_tap', 0);
+  check(actTap === 0 || (actTap === 1 && actBlock === 0 && weightBlock === 0),
+    () => `act_tap should be 0, or 1 with act_block 0 and weight_block 0, got act_tap ${actTap} (act_block ${actBlock}, weight_block ${weightBlock})`);
   check(weightBlock >= 0 && Number.isInteger(weightBlock), () => `weight_block should be 0 or a block size, got ${weightBlock}`);
   check(actBlock >= 0 && Number.isInteger(actBlock), () => `act_block should be 0 or a block size, got ${actBlock}`);
   if (activation !== '' && activation !== 'Relu' && activation !== 'Clip') throw new Q8Error(`activation should be '', 'Relu' or 'Clip', got '${activation}'`);
-  return { weightBlock, actBlock, activation, clipMin: a.float('clip_min', -Infinity), clipMax: a.float('clip_max', Infinity) };
+  return { weightBlock, actBlock, actTap: actTap === 1, activation, clipMin: a.float('clip_min', -Infinity), clipMax: a.float('clip_max', Infinity) };
 }
 
 /** Combined block: the finer of the two windows (0 = whole row). */
@@ -194,6 +199,7 @@ function runQ8Gemm(inputs: readonly (Tensor | undefined)[], ctx: KernelContext):
   const [N, K] = Wq.shape as [number, number];
   check(A.rank >= 1 && A.shape[A.rank - 1] === K, () => `Q8Gemm input A ${shapeStr(A.shape)} should end in K = ${K}`);
   const at = q8AttrsOf(ctx.attrs);
+  check(!at.actTap, 'Q8Gemm has no kernel taps: act_tap applies to Q8Conv only');
   const W = packWeights(Wq, Ws, N, K, at.weightBlock, 'Q8Gemm');
   if (Bias) check(Bias.dtype === 'float32' && Bias.size === N, () => `Q8Gemm bias should be float32 [${N}], got ${shapeStr(Bias.shape)}`);
   const rows = K === 0 ? sizeOf(A.shape.slice(0, -1)) : A.size / K;
@@ -235,14 +241,23 @@ function runQ8Conv(inputs: readonly (Tensor | undefined)[], ctx: KernelContext):
       dh: geom.dilations[0]!, dw: geom.dilations[1]!, padTop: geom.padsBegin[0]!, padLeft: geom.padsBegin[1]!, OH: geom.outDims[0]!, OW: geom.outDims[1]! };
   const K = Cg * g.kh * g.kw;
   const P = g.OH * g.OW;
-  const W = packWeights(Wq, Ws, M, K, at.weightBlock, 'Q8Conv');
+  const khw = g.kh * g.kw;
+  // Tap windows: reorder K tap-major (k' = tap·Cg + c) in the weights and in each im2col row, so a
+  // tap's Cg values are one contiguous block of act_block = Cg. The int8 dots are exact, so only the
+  // order of the float32 sum over blocks follows the tap order.
+  const tap = at.actTap;
+  const W = tap
+    ? packWeights(tapMajorWeights(Wq, M, Cg, khw), Ws, M, K, 0, 'Q8Conv')
+    : packWeights(Wq, Ws, M, K, at.weightBlock, 'Q8Conv');
+  const rowAt: Q8Attrs = tap ? { ...at, actBlock: Cg } : at;
   if (Bias) check(Bias.dtype === 'float32' && Bias.size === M, () => `Q8Conv bias should be float32 [${M}], got ${shapeStr(Bias.shape)}`);
   const Y = ctx.alloc('float32', [Nb, M, ...geom.outDims]);
   const y = Y.data as Float32Array;
   const x = X.data as Float32Array;
-  const nbA = Math.ceil(K / (at.actBlock || K));
+  const nbA = Math.ceil(K / (rowAt.actBlock || K));
   const tile = Math.max(1, Math.min(P, Math.floor((1 << 20) / Math.max(K, Mg))));
   const rowsBuf = new Float32Array(tile * K);
+  const tapBuf = tap ? new Float32Array(tile * K) : rowsBuf;
   const qa = new Float32Array(tile * K);
   const sa = new Float32Array(tile * nbA);
   const inSize = g.H * g.W;
@@ -252,12 +267,31 @@ function runQ8Conv(inputs: readonly (Tensor | undefined)[], ctx: KernelContext):
       for (let p0 = 0; p0 < P; p0 += tile) {
         const pc = Math.min(tile, P - p0);
         im2rowRef(x, xOff, g, rowsBuf, p0, pc, K);
-        quantizeRows(rowsBuf, pc, K, at.actBlock, qa, sa);
-        q8Product(qa, sa, pc, W, gi * Mg, Mg, at, Bias?.data as Float32Array | undefined, gi * Mg, y, (n * M + gi * Mg) * P + p0, 'np', P);
+        if (tap) {
+          for (let p = 0; p < pc; p++)
+            for (let c = 0; c < Cg; c++)
+              for (let t = 0; t < khw; t++) tapBuf[p * K + t * Cg + c] = rowsBuf[p * K + c * khw + t]!;
+        }
+        quantizeRows(tapBuf, pc, K, rowAt.actBlock, qa, sa);
+        q8Product(qa, sa, pc, W, gi * Mg, Mg, rowAt, Bias?.data as Float32Array | undefined, gi * Mg, y, (n * M + gi * Mg) * P + p0, 'np', P);
       }
     }
   }
   return [Y];
+}
+
+/** Int8 conv weights [M, Cg, taps] reordered to [M, taps, Cg] (cached per tensor). */
+const TAP_MAJOR = new WeakMap<Tensor, Tensor>();
+export function tapMajorWeights(Wq: Tensor, M: number, Cg: number, khw: number): Tensor {
+  let t = TAP_MAJOR.get(Wq);
+  if (t) return t;
+  const src = Wq.data as Int8Array, dst = new Int8Array(src.length);
+  for (let m = 0; m < M; m++)
+    for (let c = 0; c < Cg; c++)
+      for (let k = 0; k < khw; k++) dst[(m * khw + k) * Cg + c] = src[(m * Cg + c) * khw + k]!;
+  t = new Tensor('int8', Wq.shape, dst);
+  TAP_MAJOR.set(Wq, t);
+  return t;
 }
 
 export const Q8_OPS: OpSchema[] = [

@@ -16,7 +16,7 @@ import { runOp } from '../runtime/invoke.js';
 import { Tensor } from '../tensor/tensor.js';
 import { constResolver } from './consts.js';
 import { ensureOpset } from './opset.js';
-import { ACT_WINDOW_KEY, parseActWindow } from './rewrite.js';
+import { ACT_WINDOW_KEY, actAttrs, parseActWindow, TAP_WINDOW } from './rewrite.js';
 import { runRnnLayerInt8 } from './rnn-int8.js';
 import { cosine, quantType, type QuantizedWeights } from './types.js';
 import './register.js';
@@ -25,12 +25,17 @@ import './register.js';
 export { cloneModel };
 
 export type WeightWindow = 'channel' | 32 | 64 | 128 | 256;
-export type ActivationWindow = 'row' | 'patch' | number;
+export type ActivationWindow = 'row' | 'patch' | 'tap' | number;
 
 export interface QuantizeOptions {
   /** Weight window: one output channel (default) or blocks of 32/64/128/256 input values. */
   weightWindow?: WeightWindow;
-  /** Activation window: a whole row / im2col patch (default) or blocks of N values. */
+  /**
+   * Activation window: a whole row / im2col patch, 'tap' (Conv: the C values one input pixel gives a
+   * patch; other layers: a row), or blocks of N values. Default: 'tap' for ungrouped Conv layers with
+   * a kernel larger than 1x1 and at least TAP_MIN_CHANNELS input channels (the image is then quantized
+   * once instead of once per patch), a whole patch for other Conv layers, a row for Gemm/MatMul.
+   */
   activationWindow?: ActivationWindow;
   /** Activation window for depthwise convolutions (K = kh·kw is tiny). Default: 'patch'. */
   depthwiseActivationWindow?: ActivationWindow;
@@ -128,9 +133,17 @@ export function quantizeModel(model: Model, options: QuantizeOptions = {}): Quan
   const type = quantType(weightWindow);
   const actWindow = options.activationWindow ?? 'row';
   const actBlock = parseActWindow(actWindow);
+  const tapDefault = options.activationWindow === undefined && weightWindow === 'channel';
   const dwWindow = options.depthwiseActivationWindow ?? 'patch';
   const dwBlock = parseActWindow(dwWindow);
   const layers = findLayers(model, options.exclude ?? [], actBlock, String(actWindow), dwBlock, String(dwWindow));
+  for (const l of layers) {
+    if (l.opType !== 'Conv' || l.kind === 'depthwise') continue;
+    const group = intAttr(l.node, 'group', 1), Cg = l.wShape![1]!, taps = kernelSize(l.wShape!);
+    const tapOk = group === 1 && weightWindow === 'channel';
+    if (tapDefault && tapOk && taps > 1 && Cg >= TAP_MIN_CHANNELS) { l.actBlock = TAP_WINDOW; l.actWindow = 'tap'; }
+    else if (l.actBlock === TAP_WINDOW && !tapOk) { l.actBlock = 0; l.actWindow = 'patch'; }
+  }
   for (const l of layers) {
     if (l.excluded) continue;
     l.qw = type.quantize(l.w, l.N, l.K, `${model.source ? model.source + ': ' : ''}node '${l.name}' (${l.opType})`);
@@ -196,6 +209,9 @@ export function quantizeModel(model: Model, options: QuantizeOptions = {}): Quan
   const report = makeReport(layers, type.name, String(actWindow), outputCos, wantCosines ? samples.length : 0, keptFp32, weightWindow, (performance.now() - t0) / 1000);
   return { model: q, report };
 }
+
+/** Default tap windows need this many input channels: per-tap dequantization costs about 1/C of the products. */
+const TAP_MIN_CHANNELS = 16;
 
 /** How much a layer hurts: 1 - output cosine, or the weight noise-to-signal ratio without samples. */
 function damage(l: { cos: number; sqnr: number }): number {
@@ -455,7 +471,7 @@ function layerCosines(model: Model, layers: Layer[], samples: readonly Feeds[]):
 function rnnLayerCosine(model: Model, l: Layer, r: Record<string, Tensor>, cst: (n: string | undefined) => Tensor | undefined): number {
   const inputs = l.node.inputs.map((v) => (v ? r[v] ?? cst(v) : undefined));
   const qw = l.qw!;
-  const outs = runRnnLayerInt8(l.node, model.opsets.get('') ?? 1, inputs, l.input as 1 | 2, l.wShape!, qw.q, qw.scales, qw.block, l.actBlock);
+  const outs = runRnnLayerInt8(l.node, model.opsets.get('') ?? 1, inputs, l.input as 1 | 2, l.wShape!, qw.q, qw.scales, qw.block, actAttrs(l.actBlock, false).act_block);
   let worst = 1;
   l.node.outputs.forEach((o, i) => {
     const y = o ? r[o] : undefined, yq = outs[i];
@@ -469,7 +485,7 @@ function runLayerInt8(l: Layer, x: Tensor, actBlock: number): Tensor {
   const wb = qw.block;
   const nb = qw.scales.length / qw.N;
   const scales = Tensor.from('float32', wb ? [qw.N, nb] : [qw.N], qw.scales);
-  const attrs: Record<string, unknown> = { weight_block: wb, act_block: actBlock };
+  const attrs: Record<string, unknown> = { weight_block: wb, ...actAttrs(actBlock, l.opType === 'Conv') };
   if (l.opType === 'Conv') {
     for (const k of ['auto_pad', 'dilations', 'group', 'kernel_shape', 'pads', 'strides']) if (l.node.attrs[k]) attrs[k] = l.node.attrs[k];
     const shape = l.wShape!;

@@ -23,12 +23,22 @@ import { R_SCALE_INPUT } from './rnn-int8.js';
 
 export const ACT_WINDOW_KEY = 'q8.activation_window';
 
-/** Parse an activation window setting: 'row' | 'patch' | N → act_block (0 = whole row/patch). */
+/** parseActWindow's value for 'tap' windows (Q8Conv act_tap = 1; other ops treat it as a whole row). */
+export const TAP_WINDOW = -1;
+
+/** The act_block / act_tap attributes of a Q8 op for a parsed window (TAP_WINDOW only means taps for Conv). */
+export function actAttrs(ab: number, conv: boolean): { act_block: number; act_tap?: number } {
+  if (ab === TAP_WINDOW) return conv ? { act_block: 0, act_tap: 1 } : { act_block: 0 };
+  return { act_block: ab };
+}
+
+/** Parse an activation window setting: 'row' | 'patch' | 'tap' | N → act_block (0 = whole row/patch, TAP_WINDOW). */
 export function parseActWindow(v: string | number | undefined): number {
+  if (v === 'tap') return TAP_WINDOW;
   if (v === undefined || v === '' || v === 'row' || v === 'patch' || v === 0 || v === '0') return 0;
   const n = typeof v === 'number' ? v : Number(v);
   if (!Number.isInteger(n) || n < 1 || (n & (n - 1)) !== 0) {
-    throw new Q8Error(`activation window should be 'row', 'patch' or a power of two, got '${v}'`);
+    throw new Q8Error(`activation window should be 'row', 'patch', 'tap' or a power of two, got '${v}'`);
   }
   return n;
 }
@@ -141,7 +151,7 @@ export function rewriteQuantized(model: Model): number {
 
   for (const n of g.nodes) {
     if (n.domain === '' && RNN_GATES[n.opType]) {
-      const r = rewriteRnn(model, n, producer, fed, taken, perLayer.get(n.name) ?? actBlock);
+      const r = rewriteRnn(model, n, producer, fed, taken, actAttrs(perLayer.get(n.name) ?? actBlock, false).act_block);
       if (r) { replaced.set(n, r.node); before.set(n, r.before); count++; }
       continue;
     }
@@ -209,8 +219,10 @@ export function rewriteQuantized(model: Model): number {
       inputs.push(bn);
     }
     attrs['weight_block'] = { type: 'int', value: canon.block };
-    const ab = perLayer.get(n.name) ?? actBlock;
-    attrs['act_block'] = { type: 'int', value: ab };
+    // Tap windows need channel weight windows and one group (the quantizer only writes them so).
+    let ab = perLayer.get(n.name) ?? actBlock;
+    if (ab === TAP_WINDOW && (canon.block !== 0 || intAttr(n, 'group', 1) !== 1)) ab = 0;
+    for (const [k, v] of Object.entries(actAttrs(ab, n.opType === 'Conv'))) attrs[k] = { type: 'int', value: v };
     const q8: Node = { name: n.name, opType: n.opType === 'Conv' ? 'Q8Conv' : 'Q8Gemm', domain: 'q8', inputs, outputs: [n.outputs[0]!], attrs };
     replaced.set(n, q8);
     count++;

@@ -136,11 +136,11 @@ export function q8GemmCase(r: () => number, M: number, K: number, N: number, wb:
 }
 
 /** Q8Conv for conv case `ci` with windows wb/ab; K is the patch length C/group·kh·kw. */
-export function q8ConvCase(c: ConvCase, ci: number, r: () => number, wb: number, ab: number): Case & { K: number } {
+export function q8ConvCase(c: ConvCase, ci: number, r: () => number, wb: number, ab: number, tap = false): Case & { K: number } {
   const { X, W, Ws, bias, attrs, K } = convTensors(c, r, true, wb);
   const act = ACTS[(ci + wb + ab) % 3]!;
-  const n = node('Q8Conv', 'q8', ['x', 'w', 's', bias ? 'b' : ''], { ...attrs, weight_block: wb, act_block: ab, ...act });
-  return { n, inputs: [X, W, Ws, bias], constMask: [false, true, true, true], what: `Q8Conv case ${ci} wb=${wb} ab=${ab} ${JSON.stringify(act)}`, K };
+  const n = node('Q8Conv', 'q8', ['x', 'w', 's', bias ? 'b' : ''], { ...attrs, weight_block: wb, act_block: ab, ...(tap ? { act_tap: 1 } : {}), ...act });
+  return { n, inputs: [X, W, Ws, bias], constMask: [false, true, true, true], what: `Q8Conv case ${ci} wb=${wb} ab=${ab}${tap ? ' tap' : ''} ${JSON.stringify(act)}`, K };
 }
 
 /** Float32 Conv on every case, within float32 summation-order tolerance; `label` prefixes failure messages. */

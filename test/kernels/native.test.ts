@@ -77,6 +77,24 @@ test('Q8Conv: native vs reference (groups, depthwise, strides, dilations, pads, 
   });
 });
 
+test('Q8Conv with one activation window per tap: native vs reference (strides 1-3, dilations, pads, odd C, batch)', { skip }, () => {
+  const r = rng(12);
+  const cases: ConvCase[] = [
+    ...CONV_CASES.filter((c) => c.group === 1),
+    { B: 2, C: 20, H: 15, W: 70, M: 19, group: 1, k: [3, 3], pads: [1, 1, 1, 1] },
+    { B: 1, C: 64, H: 9, W: 9, M: 24, group: 1, k: [3, 3], strides: [3, 3], pads: [1, 0, 2, 1] },
+    { B: 1, C: 7, H: 6, W: 40, M: 9, group: 1, k: [5, 3], strides: [1, 2], dilations: [2, 3], pads: [3, 2, 1, 4] },
+    { B: 1, C: 16, H: 7, W: 7, M: 40, group: 1, k: [1, 1] },
+  ];
+  forEachIsa((isa) => {
+    cases.forEach((c, ci) => {
+      const q = q8ConvCase(c, ci, r, 0, 0, true);
+      const { got, want } = both(q.n, q.inputs, q.constMask);
+      close(got, want, 1e-5, `${isa} ${q.what}`);
+    });
+  });
+});
+
 test('Conv float32: native vs reference', { skip }, () => {
   const r = rng(3);
   forEachIsa((isa) => {

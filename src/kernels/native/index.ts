@@ -43,7 +43,7 @@ export interface NativeAddon {
   /** W [M, Kg] with Kg = (C/group)*kh*kw in ONNX order. */
   packConvF32(W: Float32Array, M: number, Kg: number, group: number, khw?: number): Packed;
   /** khw = kh*kw (optional) lets the addon reorder K tap-major when one window spans the patch. */
-  packConvI8(Wq: Int8Array, Wscale: Float32Array, M: number, Kg: number, group: number, weightBlock: number, actBlock: number, khw?: number): Packed;
+  packConvI8(Wq: Int8Array, Wscale: Float32Array, M: number, Kg: number, group: number, weightBlock: number, actBlock: number, khw?: number, actTap?: number): Packed;
   /** geometry: [batch, C, H, W, kh, kw, sh, sw, dh, dw, padTop, padLeft, OH, OW]; X, out NCHW. */
   convF32(X: Float32Array, geometry: Int32Array, packed: Packed, bias: Float32Array | null,
     act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
@@ -96,9 +96,11 @@ function compileQ8Conv(args: CompileArgs): Kernel | null {
   const n = addon!;
   const q = q8ConvPlan(args, windowsOk);
   if (!q) return null;
-  const { plan, wb, ab, act } = q;
+  const { plan, wb, ab, act, tap } = q;
+  // Tap windows run natively for ungrouped convs (the reference runs the rest).
+  if (tap && plan.group !== 1) return null;
   const khw = plan.kDims.reduce((x, y) => x * y, 1);
-  const packed = n.packConvI8(q.Wq, q.Ws, plan.M, q.Kg, plan.group, wb, ab, khw);
+  const packed = n.packConvI8(q.Wq, q.Ws, plan.M, q.Kg, plan.group, wb, ab, khw, tap ? 1 : 0);
   return convKernel(plan, 3, reference(args.node),
     (X, geo, bias, out) => n.convQ8(X, geo, packed, bias, act.code, act.lo, act.hi, out));
 }

@@ -222,7 +222,8 @@ function compileQ8Conv(args: CompileArgs): Kernel | null {
   const w = kernels!;
   const q = q8ConvPlan(args, windowsOk);
   if (!q) return null;
-  const { plan, wb, ab, act } = q;
+  const { plan, wb, ab, act, tap } = q;
+  if (tap) return null;  // tap windows: the reference kernel
   const packed = w.packConvI8(q.Wq, q.Ws, plan.M, q.Kg, plan.group, wb);
   return owning(w, packed, convKernel(plan, 3, reference(args.node),
     (X, geo, bias, out) => w.convQ8(X, geo, packed, ab, bias, act.code, act.lo, act.hi, out)));
