@@ -576,86 +576,7 @@ static void conv_q8_task(void* vc, int task, int th) {
   }
 }
 
-// Depthwise (one input and one output channel per group): K = kh*kw is tiny, so no GEMM; per
-// pixel lane, the integer products are summed exactly in float (|sum| < 2^24 for K <= 1040).
-static void dw_q8_task(void* vc, int task, int th) {
-  auto& c = *(ConvCtx*)vc;
-  const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
-  const ConvGeom& G = *c.G;
-  int sp = task % c.nsplit;
-  task /= c.nsplit;
-  int cpc = (P.M + c.nsplit - 1) / c.nsplit, ch0 = sp * cpc, ch1 = std::min(P.M, ch0 + cpc);
-  if (ch0 >= ch1) return;
-  int pp = task % c.npanel, b = task / c.npanel;
-  int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
-  int HW = G.H * G.W, K = P.Kg, B = P.ablock ? P.ablock : K, nab = (K + B - 1) / B;
-  int nv = (npix + L - 1) / L;
-  PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
-  constexpr int CH = 4;  // channels at once: 4 x NVC independent chains hide the max/FMA latency
-  auto* sab = (char*)scratch(th, 1).get(sizeof(F) * 2 * CH * nab * NVC + 64);
-  F* inv = (F*)(((uintptr_t)sab + 63) & ~uintptr_t(63));  // [CH][nab][NVC]
-  F* sav = inv + CH * nab * NVC;
-  for (int chb = ch0; chb < ch1; chb += CH) {
-    const int nc = std::min(CH, ch1 - chb);
-    const float* xc[CH];
-    for (int q = 0; q < CH; q++) xc[q] = c.X + ((size_t)b * G.C + chb + std::min(q, nc - 1)) * HW;
-    for (int wi = 0; wi < nab; wi++) {
-      int k0 = wi * B, k1 = std::min(K, k0 + B);
-      F am[CH][NVC];
-      for (int q = 0; q < CH; q++)
-        for (int v = 0; v < NVC; v++) am[q][v] = V::fzero();
-      for (int k = k0; k < k1; k++)
-        for (int v = 0; v < nv; v++) {
-          const Tap& e = mp.tap(k, v);
-          for (int q = 0; q < CH; q++) am[q][v] = V::max(am[q][v], V::abs(mp.load(xc[q], e, k, v)));
-        }
-      for (int q = 0; q < CH; q++)
-        for (int v = 0; v < NVC; v++) {
-          inv[(q * nab + wi) * NVC + v] = V::inv127(am[q][v]);
-          alignas(64) float tmp[L];
-          V::fstore(tmp, am[q][v]);
-          for (int l = 0; l < L; l++) tmp[l] /= 127.f;  // true division, as the reference
-          sav[(q * nab + wi) * NVC + v] = V::fload(tmp);
-        }
-    }
-    F acc[CH][NVC];
-    for (int q = 0; q < CH; q++)
-      for (int v = 0; v < NVC; v++) acc[q][v] = V::fzero();
-    for (int cb = 0; cb < P.ncb; cb++) {
-      int k0 = cb * P.cblock, k1 = std::min(K, k0 + P.cblock);
-      int ab = P.ablock ? k0 / P.ablock : 0, wb = P.wblock ? k0 / P.wblock : 0;
-      F d[CH][NVC];
-      for (int q = 0; q < CH; q++)
-        for (int v = 0; v < NVC; v++) d[q][v] = V::fzero();
-      for (int k = k0; k < k1; k++)
-        for (int v = 0; v < nv; v++) {
-          const Tap& e = mp.tap(k, v);
-          for (int q = 0; q < CH; q++) {
-            const int chq = chb + std::min(q, nc - 1);
-            // integer products summed exactly in float (|sum| < 2^24)
-            d[q][v] = V::fma(V::rnd(V::mul(mp.load(xc[q], e, k, v), inv[(q * nab + ab) * NVC + v])),
-                             V::fset((float)P.wraw[(size_t)chq * K + k]), d[q][v]);
-          }
-        }
-      for (int q = 0; q < CH; q++) {
-        const int chq = chb + std::min(q, nc - 1);
-        F swv = V::fset(P.wsraw[(size_t)chq * P.nwb + wb]);
-        for (int v = 0; v < nv; v++) acc[q][v] = V::add(acc[q][v], V::mul(d[q][v], V::mul(sav[(q * nab + ab) * NVC + v], swv)));
-      }
-    }
-    for (int q = 0; q < nc; q++) {
-      const int ch = chb + q;
-      float* o = c.out + ((size_t)b * c.M + ch) * c.OHW + p0;
-      F bias = V::fset(c.e->bias ? c.e->bias[ch] : 0.f);
-      for (int v = 0; v < nv; v++) {
-        F r = clampv(V::add(acc[q][v], bias), *c.e);
-        int n = npix - v * L;
-        if (n >= L) V::fstore(o + v * L, r);
-        else V::fstorem(o + v * L, r, V::first(n));
-      }
-    }
-  }
-}
+#include "kern_dw.h"
 
 static void cmax_task(void* vc, int task, int) {
   auto& c = *(ConvCtx*)vc;
@@ -681,8 +602,7 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
   c.nsplit = conv_split(batch * P.group * c.npanel, P.nblk);
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) {
-    c.nsplit = conv_split(batch * c.npanel, P.M);
-    run_tasks(batch * c.npanel * c.nsplit, dw_q8_task, &c, (double)batch * OHW * P.M * P.Kg);
+    dw_conv(&P, true, G, batch, X, e, out);
     return;
   }
   if (P.tapmajor) {
@@ -793,58 +713,13 @@ static void conv_f32_task(void* vc, int task, int th) {
   }
 }
 
-static void dw_f32_task(void* vc, int task, int th) {
-  auto& c = *(ConvCtx*)vc;
-  const PackF32Conv& P = *(const PackF32Conv*)c.P;
-  const ConvGeom& G = *c.G;
-  int sp = task % c.nsplit;
-  task /= c.nsplit;
-  int cpc = (P.M + c.nsplit - 1) / c.nsplit, ch0 = sp * cpc, ch1 = std::min(P.M, ch0 + cpc);
-  if (ch0 >= ch1) return;
-  int pp = task % c.npanel, b = task / c.npanel;
-  int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
-  int HW = G.H * G.W, K = P.Kg, nv = (npix + L - 1) / L;
-  PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
-  constexpr int CH = 4;  // 4 channels x NVC vectors of independent FMA chains
-  for (int chb = ch0; chb < ch1; chb += CH) {
-    const int nc = std::min(CH, ch1 - chb);
-    const float* xc[CH];
-    const float* w[CH];
-    for (int q = 0; q < CH; q++) {
-      int ch = chb + std::min(q, nc - 1);
-      xc[q] = c.X + ((size_t)b * G.C + ch) * HW;
-      w[q] = P.wraw.data() + (size_t)ch * K;
-    }
-    F acc[CH][NVC];
-    for (int q = 0; q < CH; q++)
-      for (int v = 0; v < NVC; v++) acc[q][v] = V::fzero();
-    for (int k = 0; k < K; k++)
-      for (int v = 0; v < nv; v++) {
-        const Tap& e = mp.tap(k, v);
-        for (int q = 0; q < CH; q++) acc[q][v] = V::fma(V::fset(w[q][k]), mp.load(xc[q], e, k, v), acc[q][v]);
-      }
-    for (int q = 0; q < nc; q++) {
-      const int ch = chb + q;
-      float* o = c.out + ((size_t)b * c.M + ch) * c.OHW + p0;
-      F bias = V::fset(c.e->bias ? c.e->bias[ch] : 0.f);
-      for (int v = 0; v < nv; v++) {
-        F r = clampv(V::add(acc[q][v], bias), *c.e);
-        int n = npix - v * L;
-        if (n >= L) V::fstore(o + v * L, r);
-        else V::fstorem(o + v * L, r, V::first(n));
-      }
-    }
-  }
-}
-
 static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   int OHW = G.OH * G.OW;
   ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1, 1};
   c.nsplit = conv_split(batch * P.group * c.npanel, P.nblk);
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) {
-    c.nsplit = conv_split(batch * c.npanel, P.M);
-    run_tasks(batch * c.npanel * c.nsplit, dw_f32_task, &c, (double)batch * OHW * P.M * P.Kg);
+    dw_conv(&P, false, G, batch, X, e, out);
   }
   else {
     // Up to 4 panels per task while every thread still gets several tasks.

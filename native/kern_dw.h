@@ -1,0 +1,466 @@
+// Depthwise convolution (C == group == M: one input and one output channel per group), included by
+// kern_impl.h inside the per-ISA namespace.
+//
+// Row-oriented: lanes run over the output columns of one channel plane. Each task copies the input
+// rows it needs into a zero-padded buffer whose columns are split into `sw` phase planes (padded
+// column px goes to phase px % sw, index px / sw), so every tap of any stride, dilation and padding
+// is a plain contiguous load at a fixed offset: no masks, gathers or per-pixel maps. A "unit" is
+// one vector of L output columns of one output row; NU units are computed at once so that enough
+// independent FMA/max chains are in flight.
+
+#if Q8_W == 512
+static inline F dw_div(F a, F b) { return _mm512_div_ps(a, b); }
+// lanes 0, 2, 4, ... of the 2L values a:b
+static inline F dw_even(F a, F b) {
+  const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(a, idx, b);
+}
+constexpr int DW_NUF = 8, DW_NUQ = 8;  // units per step (fp32 / int8): 8 (+8) zmm accumulators
+#else
+static inline F dw_div(F a, F b) { return _mm256_div_ps(a, b); }
+static inline F dw_even(F a, F b) {
+  __m256 t = _mm256_shuffle_ps(a, b, 0x88);  // a0 a2 b0 b2 | a4 a6 b4 b6
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
+}
+constexpr int DW_NUF = 8, DW_NUQ = 4;  // 16 ymm registers
+#endif
+
+struct DwCtx {
+  const ConvGeom* G;
+  const void* P;
+  const float* X;
+  const Epi* e;
+  float* out;
+  bool q8;
+  int C;        // channels (= planes per image)
+  int nv;       // vectors per output row
+  int Wq;       // row length of a phase plane (multiple of L)
+  int rc;       // output rows per chunk
+  int nchunk;   // chunks per plane
+  int Hs;       // rows per phase plane in the buffer (for a full chunk)
+  int nitems;   // planes * nchunk
+  int ipt;      // items per task
+  const int* toff;  // [K] offset of tap k in the buffer (phase plane, row, column)
+  const struct DwFast* fast;  // unrolled kernels for this shape, or null
+};
+
+// Lanes [lo, hi) of the L floats at p, others 0 (a masked load: faults suppressed; measured no
+// slower here than a plain load and a lane select).
+static inline F dw_part(const float* p, int lo, int hi) {
+  return V::floadm(p, V::bits(((hi >= 32 ? ~0u : (1u << hi) - 1)) & ~((1u << lo) - 1)));
+}
+
+// One padded input row into d[0, n): d[px] = x[px - pl] inside the image, else 0; |.| into ad.
+static inline void dw_row(const float* xr, int W, int pl, int n, float* d, float* ad) {
+  for (int j = 0; j < n; j += L) {
+    const int ix = j - pl;  // input column of lane 0
+    F v;
+    if (ix >= 0 && ix + L <= W) v = V::fload(xr + ix);
+    else if (ix + L <= 0 || ix >= W) v = V::fzero();
+    else v = dw_part(xr + ix, std::max(0, -ix), std::min(L, W - ix));
+    V::fstore(d + j, v);
+    if (ad) V::fstore(ad + j, V::abs(v));
+  }
+}
+
+// Fill the phase planes with input rows iy0 .. iy0+nrows-1 (zero outside the image); abuf (int8)
+// gets |x| in the same layout, for the per-pixel window maxima.
+static void dw_fill(const DwCtx& c, const float* x, int iy0, int nrows, float* buf, float* abuf, float* tmp) {
+  const ConvGeom& G = *c.G;
+  const int sw = G.sw, Wq = c.Wq;
+  for (int py = 0; py < nrows; py++) {
+    const int iy = iy0 + py;
+    const bool in = iy >= 0 && iy < G.H;
+    if (sw == 1) {
+      float* d = buf + (size_t)py * Wq;
+      float* ad = abuf ? abuf + (size_t)py * Wq : nullptr;
+      if (in) dw_row(x + (size_t)iy * G.W, G.W, G.pl, Wq, d, ad);
+      else {
+        std::fill(d, d + Wq, 0.f);
+        if (ad) std::fill(ad, ad + Wq, 0.f);
+      }
+      continue;
+    }
+    if (sw == 2) {
+      // straight from the input row (lanes 2l and 2l+1 of a 2L span): no store-to-load round trip
+      const float* xr = x + (size_t)iy * G.W;
+      for (int ph = 0; ph < 2; ph++) {
+        float* d = buf + ((size_t)ph * c.Hs + py) * Wq;
+        float* ad = abuf ? abuf + ((size_t)ph * c.Hs + py) * Wq : nullptr;
+        for (int j = 0; j < Wq; j += L) {
+          const int ix = 2 * j + ph - G.pl;  // input column of lane 0
+          F v;
+          if (!in) v = V::fzero();
+          else if (ix >= 0 && ix + 2 * L <= G.W) v = V::even2(xr + ix);
+          else {
+            const int lo = std::max(0, -ix), hi = std::min(2 * L, G.W - ix);
+            if (hi <= lo) v = V::fzero();
+            else {
+              const uint64_t m = (hi >= 64 ? ~0ull : ((1ull << hi) - 1)) & ~((1ull << lo) - 1);
+              const unsigned m0 = (unsigned)(m & ((1u << L) - 1)), m1 = (unsigned)(m >> L);
+              v = dw_even(m0 ? dw_part(xr + ix, lo, std::min(L, hi)) : V::fzero(),
+                          m1 ? dw_part(xr + ix + L, std::max(0, lo - L), hi - L) : V::fzero());
+            }
+          }
+          V::fstore(d + j, v);
+          if (ad) V::fstore(ad + j, V::abs(v));
+        }
+      }
+      continue;
+    }
+    // other strides: the padded row, then split into phases
+    if (in) dw_row(x + (size_t)iy * G.W, G.W, G.pl, sw * Wq, tmp, nullptr);
+    else std::fill(tmp, tmp + sw * Wq, 0.f);
+    for (int ph = 0; ph < sw; ph++) {
+      float* d = buf + ((size_t)ph * c.Hs + py) * Wq;
+      for (int j = 0; j < Wq; j++) d[j] = tmp[j * sw + ph];
+      if (abuf) {
+        float* ad = abuf + ((size_t)ph * c.Hs + py) * Wq;
+        for (int j = 0; j < Wq; j++) ad[j] = std::fabs(d[j]);
+      }
+    }
+  }
+}
+
+// The next NU units of a chunk (row-major over (row r, vector v), advanced in place); past the
+// last one, the last repeats (computed, not stored). Returns how many are real.
+template <int NU>
+static int dw_units(const DwCtx& c, int& r, int& v, int nrow, int* io, int* oo, int* nl) {
+  const ConvGeom& G = *c.G;
+  int nu = 0;
+  for (int u = 0; u < NU; u++) {
+    if (r < nrow) {
+      io[u] = r * G.sh * c.Wq + v * L;
+      oo[u] = r * G.OW + v * L;
+      nl[u] = std::min(L, G.OW - v * L);
+      nu++;
+      if (++v == c.nv) { v = 0; r++; }
+    } else {
+      io[u] = io[u - 1]; oo[u] = oo[u - 1]; nl[u] = nl[u - 1];
+    }
+  }
+  return nu;
+}
+
+static inline void dw_store(float* o, F r, int n) {
+  if (n >= L) V::fstore(o, r);
+  else V::fstorem(o, r, V::first(n));
+}
+
+// fp32: per lane, sum over taps k = 0..K-1 of w[k]*x in tap order (as the pixel-panel kernel did).
+static void dw_f32_chunk(const DwCtx& c, const float* buf, const float* w, float bias, float* o, int nrow) {
+  const int K = c.G->kh * c.G->kw, nunit = nrow * c.nv;
+  const Epi& e = *c.e;
+  const F bv = V::fset(bias);
+  constexpr int NU = DW_NUF;
+  for (int u0 = 0, r = 0, v = 0; u0 < nunit; u0 += NU) {
+    int io[NU], oo[NU], nl[NU];
+    int nu = dw_units<NU>(c, r, v, nrow, io, oo, nl);
+    F acc[NU];
+    for (int u = 0; u < NU; u++) acc[u] = V::fzero();
+    for (int k = 0; k < K; k++) {
+      const float* p = buf + c.toff[k];
+      const F wv = V::fset(w[k]);
+      for (int u = 0; u < NU; u++) acc[u] = V::fma(wv, V::fload(p + io[u]), acc[u]);
+    }
+    for (int u = 0; u < nu; u++) dw_store(o + oo[u], clampv(V::add(acc[u], bv), e), nl[u]);
+  }
+}
+
+// int8, the contract's arithmetic per output pixel: for each activation window (ablock taps, or
+// the whole patch) amax = max |x|, scale = amax/127 (true division), q = round-half-even(x *
+// 127/amax); per combined block the integer products q*w summed exactly in float (|sum| < 2^24
+// for K <= 1040), dequantized with activation scale x weight scale and accumulated in block order.
+static void dw_q8_chunk(const DwCtx& c, const float* buf, const float* abuf, int ch, float bias, float* o, int nrow, F* scr) {
+  const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
+  const int K = P.Kg, B = P.ablock ? P.ablock : K, nab = (K + B - 1) / B, nunit = nrow * c.nv;
+  const int8_t* w = P.wraw.data() + (size_t)ch * K;
+  const float* ws = P.wsraw.data() + (size_t)ch * P.nwb;
+  const Epi& e = *c.e;
+  const F bv = V::fset(bias);
+  constexpr int NU = DW_NUQ;
+  F* inv = scr;                  // [nab][NU]
+  F* sav = scr + nab * NU;       // [nab][NU]
+  for (int u0 = 0, r = 0, v = 0; u0 < nunit; u0 += NU) {
+    int io[NU], oo[NU], nl[NU];
+    int nu = dw_units<NU>(c, r, v, nrow, io, oo, nl);
+    for (int wi = 0; wi < nab; wi++) {
+      const int k0 = wi * B, k1 = std::min(K, k0 + B);
+      F am[NU];
+      for (int u = 0; u < NU; u++) am[u] = V::fzero();
+      for (int k = k0; k < k1; k++) {
+        const float* p = abuf + c.toff[k];
+        for (int u = 0; u < NU; u++) am[u] = V::max(am[u], V::fload(p + io[u]));
+      }
+      for (int u = 0; u < NU; u++) {
+        inv[wi * NU + u] = V::inv127(am[u]);
+        sav[wi * NU + u] = dw_div(am[u], V::fset(127.f));
+      }
+    }
+    F acc[NU];
+    for (int u = 0; u < NU; u++) acc[u] = V::fzero();
+    for (int cb = 0; cb < P.ncb; cb++) {
+      const int k0 = cb * P.cblock, k1 = std::min(K, k0 + P.cblock);
+      const int ab = P.ablock ? k0 / P.ablock : 0, wb = P.wblock ? k0 / P.wblock : 0;
+      const F* iv = inv + ab * NU;
+      F d[NU];
+      for (int u = 0; u < NU; u++) d[u] = V::fzero();
+      for (int k = k0; k < k1; k++) {
+        const float* p = buf + c.toff[k];
+        const F wv = V::fset((float)w[k]);
+        for (int u = 0; u < NU; u++) d[u] = V::fma(V::rnd(V::mul(V::fload(p + io[u]), iv[u])), wv, d[u]);
+      }
+      const F swv = V::fset(ws[wb]);
+      for (int u = 0; u < NU; u++) acc[u] = V::add(acc[u], V::mul(d[u], V::mul(sav[ab * NU + u], swv)));
+    }
+    for (int u = 0; u < nu; u++) dw_store(o + oo[u], clampv(V::add(acc[u], bv), e), nl[u]);
+  }
+}
+
+// ---- Common shapes (k x k, stride s, no dilation), unrolled: a block of R output rows x NB
+// vectors streams the input rows once each (KW shifted loads per row, reused by every output row
+// of the block that has the row in its window). Per output pixel, the taps still arrive in order
+// k = ky*KW + kx, so the sums (and NaN propagation) are the generic path's, bit for bit.
+#if Q8_W == 512
+constexpr int DW_NB = 2;  // vectors per block
+#else
+constexpr int DW_NB = 1;
+#endif
+constexpr int DW_R = 4;  // output rows per block
+
+
+// The NB vectors of tap kx in buffer row p (phase planes at stride hs). fp32 with AVX-512: aligned
+// loads and lane shifts (valignd) instead of unaligned loads that span two cache lines (measured a
+// few % faster; the int8 kernel, bound by its arithmetic, was not); otherwise plain loads.
+template <int S, int NB, bool SHIFT>
+struct DwRow {
+  F v[S][NB + 1];
+  static constexpr bool kShift = Q8_W == 512 && SHIFT;
+  DwRow(const float* p, size_t hs, bool need_next) {
+    for (int ph = 0; ph < S; ph++)
+      for (int j = 0; j <= NB; j++)
+        if (kShift && (j < NB || need_next)) v[ph][j] = V::fload(p + ph * hs + j * L);
+  }
+  template <int KX>
+  F tap(const float* p, size_t hs, int j) const {
+    constexpr int ph = KX % S, sh = KX / S;
+#if Q8_W == 512
+    if constexpr (kShift) {
+      if constexpr (sh == 0) return v[ph][j];
+      else return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(v[ph][j + 1]), _mm512_castps_si512(v[ph][j]), sh));
+    }
+#endif
+    return V::fload(p + ph * hs + sh + j * L);
+  }
+};
+
+struct DwBlk {
+  const float* x;   // buffer at the block's first input row and column (phase 0)
+  const float* ax;  // same in the |x| buffer (int8)
+  size_t hs;        // floats per phase plane
+  int Wq, OW;
+  float* o;         // output at the block's first pixel
+  int nl[DW_NB];    // valid lanes per vector
+};
+
+
+// Streams the block's input rows: for each row py and tap kx (ascending), the NB vectors go to
+// every output row ri whose window has row py (ky = py - ri*S), so per output pixel the taps arrive
+// in order k = ky*KW + kx.
+template <int KH, int KW, int S, int R, int NB, bool SHIFT, class Fn>
+static inline __attribute__((always_inline)) void dw_rows(const float* x, const DwBlk& b, Fn&& fn) {
+  constexpr bool next = (KW - 1) / S > 0;  // some tap shifted into the next vector
+#pragma unroll
+  for (int py = 0; py < (R - 1) * S + KH; py++) {
+    const float* p = x + py * b.Wq;
+    DwRow<S, NB, SHIFT> row(p, b.hs, next);
+    dw_taps<KH, KW, S, R, NB>(row, p, b.hs, py, fn, std::make_integer_sequence<int, KW>{});
+  }
+}
+template <int KH, int KW, int S, int R, int NB, bool SHIFT, class Fn, int... KX>
+static inline __attribute__((always_inline)) void dw_taps(const DwRow<S, NB, SHIFT>& row, const float* p, size_t hs, int py, Fn& fn,
+                                                          std::integer_sequence<int, KX...>) {
+  (
+      [&] {
+        constexpr int kx = KX;
+        for (int j = 0; j < NB; j++) {
+          const F xv = row.template tap<kx>(p, hs, j);
+#pragma unroll
+          for (int ri = 0; ri < R; ri++) {
+            const int ky = py - ri * S;
+            if (ky >= 0 && ky < KH) fn(ky, kx, ri, j, xv);
+          }
+        }
+      }(),
+      ...);
+}
+
+template <int KH, int KW, int S, int R, int NB>
+static void dwf_block(const DwBlk& b, const float* w, F bv, const Epi& e) {
+  F acc[R][NB];
+  for (int ri = 0; ri < R; ri++)
+    for (int j = 0; j < NB; j++) acc[ri][j] = V::fzero();
+  dw_rows<KH, KW, S, R, NB, true>(b.x, b, [&](int ky, int kx, int ri, int j, F xv) {
+    acc[ri][j] = V::fma(V::fset(w[ky * KW + kx]), xv, acc[ri][j]);
+  });
+  for (int ri = 0; ri < R; ri++)
+    for (int j = 0; j < NB; j++) dw_store(b.o + ri * b.OW + j * L, clampv(V::add(acc[ri][j], bv), e), b.nl[j]);
+}
+
+// int8 with one window and one combined block over the whole patch (the default depthwise setup).
+template <int KH, int KW, int S, int R, int NB>
+static void dwq_block(const DwBlk& b, const float* w, F swv, F bv, const Epi& e) {
+  F inv[R][NB], d[R][NB];
+  for (int ri = 0; ri < R; ri++)
+    for (int j = 0; j < NB; j++) inv[ri][j] = V::fzero();
+  dw_rows<KH, KW, S, R, NB, false>(b.ax, b, [&](int, int, int ri, int j, F av) {
+    inv[ri][j] = V::max(inv[ri][j], av);  // amax so far
+  });
+  F sa[R][NB];
+  for (int ri = 0; ri < R; ri++)
+    for (int j = 0; j < NB; j++) {
+      sa[ri][j] = V::mul(dw_div(inv[ri][j], V::fset(127.f)), swv);
+      inv[ri][j] = V::inv127(inv[ri][j]);
+      d[ri][j] = V::fzero();
+    }
+  dw_rows<KH, KW, S, R, NB, false>(b.x, b, [&](int ky, int kx, int ri, int j, F xv) {
+    d[ri][j] = V::fma(V::rnd(V::mul(xv, inv[ri][j])), V::fset(w[ky * KW + kx]), d[ri][j]);
+  });
+  for (int ri = 0; ri < R; ri++)
+    for (int j = 0; j < NB; j++) {
+      F r = V::add(V::fzero(), V::mul(d[ri][j], sa[ri][j]));
+      dw_store(b.o + ri * b.OW + j * L, clampv(V::add(r, bv), e), b.nl[j]);
+    }
+}
+
+using DwfFn = void (*)(const DwBlk&, const float*, F, const Epi&);
+using DwqFn = void (*)(const DwBlk&, const float*, F, F, const Epi&);
+struct DwFast { DwfFn f[DW_R][DW_NB]; DwqFn q[DW_R][DW_NB]; };
+
+template <int KH, int KW, int S, int... R>
+constexpr DwFast dw_fast_table(std::integer_sequence<int, R...>) {
+  DwFast t{};
+  ((t.f[R][0] = &dwf_block<KH, KW, S, R + 1, 1>, t.q[R][0] = &dwq_block<KH, KW, S, R + 1, 1>), ...);
+  if constexpr (DW_NB > 1) ((t.f[R][DW_NB - 1] = &dwf_block<KH, KW, S, R + 1, DW_NB>, t.q[R][DW_NB - 1] = &dwq_block<KH, KW, S, R + 1, DW_NB>), ...);
+  return t;
+}
+template <int KH, int KW, int S>
+static const DwFast* dw_fast_for() {
+  static constexpr DwFast t = dw_fast_table<KH, KW, S>(std::make_integer_sequence<int, DW_R>{});
+  return &t;
+}
+
+static const DwFast* dw_fast(const ConvGeom& G) {
+  if (G.dh != 1 || G.dw != 1 || G.kh != G.kw || G.sh != G.sw) return nullptr;
+  if (G.kh == 3 && G.sh == 1) return dw_fast_for<3, 3, 1>();
+  if (G.kh == 3 && G.sh == 2) return dw_fast_for<3, 3, 2>();
+  if (G.kh == 5 && G.sh == 1) return dw_fast_for<5, 5, 1>();
+  if (G.kh == 5 && G.sh == 2) return dw_fast_for<5, 5, 2>();
+  return nullptr;
+}
+
+// A chunk through the unrolled blocks. q8: only with whole-patch windows (nab == ncb == 1).
+static void dw_fast_chunk(const DwCtx& c, const DwFast& t, const float* buf, const float* abuf, int ch, float bias, float* o, int nrow) {
+  const ConvGeom& G = *c.G;
+  const int K = G.kh * G.kw;
+  float wf[25];
+  F swv = V::fzero();
+  if (c.q8) {
+    const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
+    for (int k = 0; k < K; k++) wf[k] = (float)P.wraw[(size_t)ch * K + k];
+    swv = V::fset(P.wsraw[(size_t)ch * P.nwb]);
+  } else {
+    const PackF32Conv& P = *(const PackF32Conv*)c.P;
+    std::memcpy(wf, P.wraw.data() + (size_t)ch * K, sizeof(float) * K);
+  }
+  const F bv = V::fset(bias);
+  DwBlk b;
+  b.hs = (size_t)c.Hs * c.Wq;
+  b.Wq = c.Wq;
+  b.OW = G.OW;
+  for (int r0 = 0; r0 < nrow; r0 += DW_R) {
+    const int R = std::min(DW_R, nrow - r0);
+    for (int v0 = 0; v0 < c.nv; v0 += DW_NB) {
+      const int nb = std::min(DW_NB, c.nv - v0);
+      const size_t off = (size_t)r0 * G.sh * c.Wq + v0 * L;
+      b.x = buf + off;
+      b.ax = abuf ? abuf + off : nullptr;
+      b.o = o + (size_t)r0 * G.OW + v0 * L;
+      for (int j = 0; j < DW_NB; j++) b.nl[j] = std::min(L, G.OW - (v0 + j) * L);
+      if (c.q8) t.q[R - 1][nb - 1](b, wf, swv, bv, *c.e);
+      else t.f[R - 1][nb - 1](b, wf, bv, *c.e);
+    }
+  }
+}
+
+static void dw_task(void* vc, int t, int th) {
+  const DwCtx& c = *(const DwCtx*)vc;
+  const ConvGeom& G = *c.G;
+  const int i0 = t * c.ipt, i1 = std::min(c.nitems, i0 + c.ipt);
+  const size_t plane = (size_t)G.sw * c.Hs * c.Wq;
+  auto* buf = (float*)scratch(th, 0).get(sizeof(float) * plane * (c.q8 ? 2 : 1) + 64);
+  float* abuf = c.q8 ? buf + plane : nullptr;
+  int nab = 1;
+  if (c.q8) {
+    const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
+    nab = P.ablock ? (P.Kg + P.ablock - 1) / P.ablock : 1;
+  }
+  const size_t tmpn = ((size_t)G.sw * c.Wq + 2 * L + 15) & ~size_t(15);
+  auto* tmp = (float*)scratch(th, 1).get(sizeof(float) * tmpn + sizeof(F) * 2 * nab * DW_NUQ + 64);
+  F* scr = (F*)(tmp + tmpn);  // 64-byte aligned: tmpn is a multiple of 16 floats
+  for (int it = i0; it < i1; it++) {
+    const int p = it / c.nchunk, chunk = it % c.nchunk, ch = p % c.C;
+    const int oy0 = chunk * c.rc, nrow = std::min(G.OH, oy0 + c.rc) - oy0;
+    const int nrows = (nrow - 1) * G.sh + (G.kh - 1) * G.dh + 1;
+    dw_fill(c, c.X + (size_t)p * G.H * G.W, oy0 * G.sh - G.pt, nrows, buf, abuf, tmp);
+    float* o = c.out + (size_t)p * G.OH * G.OW + (size_t)oy0 * G.OW;
+    const float bias = c.e->bias ? c.e->bias[ch] : 0.f;
+    if (c.fast) dw_fast_chunk(c, *c.fast, buf, abuf, ch, bias, o, nrow);
+    else if (c.q8) dw_q8_chunk(c, buf, abuf, ch, bias, o, nrow, scr);
+    else {
+      const PackF32Conv& P = *(const PackF32Conv*)c.P;
+      dw_f32_chunk(c, buf, P.wraw.data() + (size_t)ch * P.Kg, bias, o, nrow);
+    }
+  }
+}
+
+static void dw_conv(const void* P, bool q8, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+  DwCtx c{};
+  c.G = &G; c.P = P; c.X = X; c.e = &e; c.out = out; c.q8 = q8; c.C = G.C;
+  const int planes = batch * G.C, K = G.kh * G.kw;
+  if (planes <= 0) return;
+  c.nv = (G.OW + L - 1) / L;
+  const int jmax = ((G.kw - 1) * G.dw) / G.sw;  // largest column shift of a tap in its phase plane
+  c.Wq = (c.nv * L + jmax + L - 1) / L * L;
+  // Rows per chunk: the buffer(s) near L1; more chunks when there are too few planes for the threads.
+  const int halo = (G.kh - 1) * G.dh + 1;
+  const size_t rowbytes = sizeof(float) * G.sw * c.Wq * (q8 ? 2 : 1);
+  const int hs = std::max<int>(halo, (int)((24 * 1024) / rowbytes));
+  c.rc = std::max(1, std::min(G.OH, (hs - halo) / G.sh + 1));
+  const int th = pool_threads();
+  if (th > 1 && planes * ((G.OH + c.rc - 1) / c.rc) < 4 * th) {
+    int want = (4 * th + planes - 1) / planes;
+    c.rc = std::max(1, std::min(c.rc, (G.OH + want - 1) / want));
+  }
+  c.nchunk = (G.OH + c.rc - 1) / c.rc;
+  c.Hs = (c.rc - 1) * G.sh + halo;
+  c.nitems = planes * c.nchunk;
+  c.ipt = std::max(1, c.nitems / (16 * th));
+  int toff_s[64];
+  std::vector<int> toff_v;
+  int* toff = toff_s;
+  if (K > 64) { toff_v.resize(K); toff = toff_v.data(); }
+  for (int ky = 0, k = 0; ky < G.kh; ky++)
+    for (int kx = 0; kx < G.kw; kx++, k++) {
+      const int px = kx * G.dw;
+      toff[k] = ((px % G.sw) * c.Hs + ky * G.dh) * c.Wq + px / G.sw;
+    }
+  c.toff = toff;
+  c.fast = dw_fast(G);
+  if (q8) {
+    const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
+    if (P.ncb != 1 || (P.ablock && P.ablock < P.Kg)) c.fast = nullptr;
+  }
+  const int ntask = (c.nitems + c.ipt - 1) / c.ipt;
+  run_tasks(ntask, dw_task, &c, (double)planes * G.OH * G.OW * K);
+}
