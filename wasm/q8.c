@@ -431,7 +431,8 @@ typedef struct { int B, C, H, W, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW; } Geo;
 // padding and for pixels past P. The 8 source offsets of each kernel tap are worked out once per panel
 // (they do not depend on the channel): a tap whose 8 pixels are consecutive inside the input is two
 // vector loads per channel, one inside but scattered is 8 plain loads, one touching padding checks each.
-static void im2col_panel(const float* x, const Geo* g, int Cg, int p0, int P, float* panel) {
+// tap != 0: K in tap-major order (k = tap*Cg + c) for one activation window per tap.
+static void im2col_panel(const float* x, const Geo* g, int Cg, int p0, int P, float* panel, int tap) {
   int khw = g->kh * g->kw;
   int* off = (int*)scratch(3, (size_t)khw * (NR + 1) * 4);
   int* mode = off + (size_t)khw * NR;
@@ -451,10 +452,10 @@ static void im2col_panel(const float* x, const Geo* g, int Cg, int p0, int P, fl
     }
   }
   size_t plane = (size_t)g->H * g->W;
-  float* d = panel;
   for (int c = 0; c < Cg; c++) {
     const float* xc = x + c * plane;
-    for (int t = 0; t < khw; t++, d += NR) {
+    for (int t = 0; t < khw; t++) {
+      float* d = panel + (size_t)(tap ? t * Cg + c : c * khw + t) * NR;
       const int* o = off + t * NR;
       switch (mode[t]) {
         case 0:
@@ -567,7 +568,7 @@ EXPORT(q8_conv_f32) int q8_conv_f32(const float* X, const int* geo, const Pack* 
       const float* W = (const float*)p->data + (size_t)gi * Mg * Kg;
       for (int p0 = 0; p0 < P; p0 += pt) {
         int pc = imin(pt, P - p0), npn = panels(pc);
-        for (int j = 0; j < npn; j++) im2col_panel(x, g, Cg, p0 + j * NR, P, panelsb + (size_t)j * Kg * NR);
+        for (int j = 0; j < npn; j++) im2col_panel(x, g, Cg, p0 + j * NR, P, panelsb + (size_t)j * Kg * NR, 0);
         for (int m = 0; m < Mg; m += MR) {
           int mr = imin(MR, Mg - m);
           Epi em = e;
@@ -716,7 +717,11 @@ static void depthwise_q8(const float* X, const Geo* g, const Pack* p, const floa
 EXPORT(q8_conv_q8) int q8_conv_q8(const float* X, const int* geo, const Pack* p, int ab, const float* bias,
                                    int act, float lo, float hi, float* out) {
   const Geo* g = (const Geo*)geo;
+  // ab < 0: one activation window per tap, of -ab = C/group values; weights packed tap-major.
+  int tap = ab < 0;
+  if (tap) ab = -ab;
   int M = p->N, Kg = p->K, group = p->group, Mg = M / group, Cg = g->C / group;
+  if (tap && (ab != Cg || group != 1 || p->wb)) return -2;
   int Kp = (Kg + 1) & ~1, nba = ab ? (Kg + ab - 1) / ab : 1;
   int P = g->OH * g->OW;
   int cb = combined_block(Kg, ab, p->wb);
@@ -736,7 +741,7 @@ EXPORT(q8_conv_q8) int q8_conv_q8(const float* X, const int* geo, const Pack* p,
       for (int p0 = 0; p0 < P; p0 += pt) {
         int pc = imin(pt, P - p0), npn = panels(pc);
         for (int j = 0; j < npn; j++) {
-          im2col_panel(x, g, Cg, p0 + j * NR, P, fpanel);
+          im2col_panel(x, g, Cg, p0 + j * NR, P, fpanel, tap);
           quant_panel(fpanel, Kg, ab, qpanels + (size_t)j * Kp * NR, scs + (size_t)j * nba * NR);
         }
         for (int m = 0; m < Mg; m += MR) {

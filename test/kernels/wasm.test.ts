@@ -69,6 +69,20 @@ test('Q8Conv: wasm vs reference (groups, depthwise, strides, dilations, pads, 1-
   });
 });
 
+test('Q8Conv with one activation window per tap: wasm vs reference (even C; odd C declined)', { skip }, () => {
+  const r = rng(13);
+  const cases = WASM_CONV_CASES.filter((c) => c.group === 1 && c.C % 2 === 0);
+  assert.ok(cases.length >= 5);
+  cases.forEach((c, ci) => {
+    const q = q8ConvCase(c, ci, r, 0, 0, true);
+    const { got, want } = both(q.n, q.inputs, q.constMask);
+    identical(got, want, q.what);
+  });
+  const odd = q8ConvCase({ B: 1, C: 7, H: 5, W: 5, M: 3, group: 1, k: [3, 3] }, 0, r, 0, 0, true);
+  const fk = wasmBackend.kernels.find((k) => k.opType === 'Q8Conv')!;
+  assert.equal(fk.compile({ node: odd.n, consts: [undefined, odd.inputs[1], odd.inputs[2], odd.inputs[3]], opset: 13, threads: 0 }), null);
+});
+
 test('Conv float32: wasm vs reference', { skip }, () => {
   const r = rng(13);
   checkConvF32(both, r, WASM_CONV_CASES);

@@ -17,6 +17,7 @@ import {
   windowsNest, type ActCode,
 } from '../compile-helpers.js';
 import { registerBackend, type Backend, type CompileArgs, type FastKernel } from '../registry.js';
+import { tapMajorWeights } from '../../quant/kernels.js';
 
 /** A pointer to packed weights in wasm memory. */
 export type WasmPacked = number & { readonly __wasmPacked: unique symbol };
@@ -223,10 +224,15 @@ function compileQ8Conv(args: CompileArgs): Kernel | null {
   const q = q8ConvPlan(args, windowsOk);
   if (!q) return null;
   const { plan, wb, ab, act, tap } = q;
-  if (tap) return null;  // tap windows: the reference kernel
-  const packed = w.packConvI8(q.Wq, q.Ws, plan.M, q.Kg, plan.group, wb);
+  // Tap windows (ungrouped, an even number of channels: the kernel pairs K values): weights
+  // tap-major, and a negative act_block tells the kernel to lay im2col out the same way.
+  if (tap && (plan.group !== 1 || plan.Cg % 2 !== 0)) return null;
+  const khw = q.Kg / plan.Cg;
+  const Wq = tap ? tapMajorWeights(args.consts[1]!, plan.M, plan.Cg, khw).data as Int8Array : q.Wq;
+  const packed = w.packConvI8(Wq, q.Ws, plan.M, q.Kg, plan.group, wb);
+  const kab = tap ? -plan.Cg : ab;
   return owning(w, packed, convKernel(plan, 3, reference(args.node),
-    (X, geo, bias, out) => w.convQ8(X, geo, packed, ab, bias, act.code, act.lo, act.hi, out)));
+    (X, geo, bias, out) => w.convQ8(X, geo, packed, kab, bias, act.code, act.lo, act.hi, out)));
 }
 
 function compileQ8Gemm(args: CompileArgs): Kernel | null {
