@@ -10,9 +10,13 @@
 
 #if Q8_W == 512
 static inline F dw_div(F a, F b) { return _mm512_div_ps(a, b); }
-// lanes 0, 2, 4, ... of the 2L values a:b
+// lanes 0, 2, 4, ... (odd: 1, 3, 5, ...) of the 2L values a:b
 static inline F dw_even(F a, F b) {
   const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  return _mm512_permutex2var_ps(a, idx, b);
+}
+static inline F dw_odd(F a, F b) {
+  const __m512i idx = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   return _mm512_permutex2var_ps(a, idx, b);
 }
 constexpr int DW_NUF = 8, DW_NUQ = 8;  // units per step (fp32 / int8): 8 (+8) zmm accumulators
@@ -20,6 +24,10 @@ constexpr int DW_NUF = 8, DW_NUQ = 8;  // units per step (fp32 / int8): 8 (+8) z
 static inline F dw_div(F a, F b) { return _mm256_div_ps(a, b); }
 static inline F dw_even(F a, F b) {
   __m256 t = _mm256_shuffle_ps(a, b, 0x88);  // a0 a2 b0 b2 | a4 a6 b4 b6
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
+}
+static inline F dw_odd(F a, F b) {
+  __m256 t = _mm256_shuffle_ps(a, b, 0xDD);  // a1 a3 b1 b3 | a5 a7 b5 b7
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
 }
 constexpr int DW_NUF = 8, DW_NUQ = 4;  // 16 ymm registers
@@ -48,6 +56,14 @@ struct DwCtx {
 // slower here than a plain load and a lane select).
 static inline F dw_part(const float* p, int lo, int hi) {
   return V::floadm(p, V::bits(((hi >= 32 ? ~0u : (1u << hi) - 1)) & ~((1u << lo) - 1)));
+}
+
+// xr[ix .. ix+L) with the lanes outside [0, W) zero.
+static inline F dw_span(const float* xr, int ix, int W) {
+  const int lo = std::min(L, std::max(0, -ix)), hi = std::max(0, std::min(L, W - ix));
+  if (hi <= lo) return V::fzero();
+  if (lo == 0 && hi == L) return V::fload(xr + ix);
+  return dw_part(xr + ix, lo, hi);
 }
 
 // One padded input row into d[0, n): d[px] = x[px - pl] inside the image, else 0; |.| into ad.
@@ -82,28 +98,30 @@ static void dw_fill(const DwCtx& c, const float* x, int iy0, int nrows, float* b
       continue;
     }
     if (sw == 2) {
-      // straight from the input row (lanes 2l and 2l+1 of a 2L span): no store-to-load round trip
+      // both phases from one pair of loads per 2L padded columns (straight from the input row)
       const float* xr = x + (size_t)iy * G.W;
-      for (int ph = 0; ph < 2; ph++) {
-        float* d = buf + ((size_t)ph * c.Hs + py) * Wq;
-        float* ad = abuf ? abuf + ((size_t)ph * c.Hs + py) * Wq : nullptr;
-        for (int j = 0; j < Wq; j += L) {
-          const int ix = 2 * j + ph - G.pl;  // input column of lane 0
-          F v;
-          if (!in) v = V::fzero();
-          else if (ix >= 0 && ix + 2 * L <= G.W) v = V::even2(xr + ix);
-          else {
-            const int lo = std::max(0, -ix), hi = std::min(2 * L, G.W - ix);
-            if (hi <= lo) v = V::fzero();
-            else {
-              const uint64_t m = (hi >= 64 ? ~0ull : ((1ull << hi) - 1)) & ~((1ull << lo) - 1);
-              const unsigned m0 = (unsigned)(m & ((1u << L) - 1)), m1 = (unsigned)(m >> L);
-              v = dw_even(m0 ? dw_part(xr + ix, lo, std::min(L, hi)) : V::fzero(),
-                          m1 ? dw_part(xr + ix + L, std::max(0, lo - L), hi - L) : V::fzero());
-            }
+      float* d0 = buf + (size_t)py * Wq;
+      float* d1 = buf + ((size_t)c.Hs + py) * Wq;
+      float* a0 = abuf ? abuf + (size_t)py * Wq : nullptr;
+      float* a1 = abuf ? abuf + ((size_t)c.Hs + py) * Wq : nullptr;
+      for (int j = 0; j < Wq; j += L) {
+        const int ix = 2 * j - G.pl;  // input column of padded column 2j
+        F u = V::fzero(), v = V::fzero();
+        if (in) {
+          if (ix >= 0 && ix + 2 * L <= G.W) {
+            u = V::fload(xr + ix);
+            v = V::fload(xr + ix + L);
+          } else {
+            u = dw_span(xr, ix, G.W);
+            v = dw_span(xr, ix + L, G.W);
           }
-          V::fstore(d + j, v);
-          if (ad) V::fstore(ad + j, V::abs(v));
+        }
+        const F e = dw_even(u, v), o = dw_odd(u, v);
+        V::fstore(d0 + j, e);
+        V::fstore(d1 + j, o);
+        if (a0) {
+          V::fstore(a0 + j, V::abs(e));
+          V::fstore(a1 + j, V::abs(o));
         }
       }
       continue;
@@ -227,6 +245,12 @@ constexpr int DW_NB = 2;  // vectors per block
 constexpr int DW_NB = 1;
 #endif
 constexpr int DW_R = 4;  // output rows per block
+#if Q8_W == 512
+constexpr int DW_R1 = 8;  // rows per block when a row is one vector (7x7, 14x14): 8 chains, not 4
+#else
+constexpr int DW_R1 = 4;  // 16 ymm registers
+#endif
+constexpr int DW_RM = DW_R1 > DW_R ? DW_R1 : DW_R;
 
 
 // The NB vectors of tap kx in buffer row p (phase planes at stride hs). fp32 with AVX-512: aligned
@@ -335,18 +359,20 @@ static void dwq_block(const DwBlk& b, const float* w, F swv, F bv, const Epi& e)
 
 using DwfFn = void (*)(const DwBlk&, const float*, F, const Epi&);
 using DwqFn = void (*)(const DwBlk&, const float*, F, F, const Epi&);
-struct DwFast { DwfFn f[DW_R][DW_NB]; DwqFn q[DW_R][DW_NB]; };
+struct DwFast { DwfFn f[DW_RM][DW_NB]; DwqFn q[DW_RM][DW_NB]; };
 
 template <int KH, int KW, int S, int... R>
 constexpr DwFast dw_fast_table(std::integer_sequence<int, R...>) {
   DwFast t{};
   ((t.f[R][0] = &dwf_block<KH, KW, S, R + 1, 1>, t.q[R][0] = &dwq_block<KH, KW, S, R + 1, 1>), ...);
-  if constexpr (DW_NB > 1) ((t.f[R][DW_NB - 1] = &dwf_block<KH, KW, S, R + 1, DW_NB>, t.q[R][DW_NB - 1] = &dwq_block<KH, KW, S, R + 1, DW_NB>), ...);
+  if constexpr (DW_NB > 1)  // (rows beyond DW_R: never used with DW_NB vectors)
+    ((t.f[R][DW_NB - 1] = &dwf_block<KH, KW, S, (R < DW_R ? R + 1 : DW_R), DW_NB>,
+      t.q[R][DW_NB - 1] = &dwq_block<KH, KW, S, (R < DW_R ? R + 1 : DW_R), DW_NB>), ...);
   return t;
 }
 template <int KH, int KW, int S>
 static const DwFast* dw_fast_for() {
-  static constexpr DwFast t = dw_fast_table<KH, KW, S>(std::make_integer_sequence<int, DW_R>{});
+  static constexpr DwFast t = dw_fast_table<KH, KW, S>(std::make_integer_sequence<int, DW_RM>{});
   return &t;
 }
 
@@ -378,8 +404,9 @@ static void dw_fast_chunk(const DwCtx& c, const DwFast& t, const float* buf, con
   b.hs = (size_t)c.Hs * c.Wq;
   b.Wq = c.Wq;
   b.OW = G.OW;
-  for (int r0 = 0; r0 < nrow; r0 += DW_R) {
-    const int R = std::min(DW_R, nrow - r0);
+  const int RB = c.nv == 1 ? DW_R1 : DW_R;
+  for (int r0 = 0; r0 < nrow; r0 += RB) {
+    const int R = std::min(RB, nrow - r0);
     for (int v0 = 0; v0 < c.nv; v0 += DW_NB) {
       const int nb = std::min(DW_NB, c.nv - v0);
       const size_t off = (size_t)r0 * G.sh * c.Wq + v0 * L;
