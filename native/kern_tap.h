@@ -16,7 +16,7 @@ struct TapCtx {
   float* out;      // this image
   uint8_t* qb;     // [Hp][C4][ph][Wq][4]
   float* sb;       // [Hp][ph][Wq] window scales (amax/127)
-  int Hp, Wq, ph, C4, Wt, ppr, nsplit;
+  int Hp, Wq, ph, C4, Wt, nsplit;
 };
 
 // Lanes at padded columns X = (j*L + l)*sw + p of a zero-padded row t.
@@ -72,6 +72,12 @@ static void tap_quant_row(void* vc, int r, int th) {
   }
 }
 
+// A panel is kPP consecutive output pixels (row-major, so it may span output rows, as in the
+// patch path); each vector's lanes form runs of consecutive columns of one output row. A run's
+// pixels are consecutive in the byte image too, so a vector is one plain load per run merged by
+// lane masks (the buffers have slack, so loads never leave them).
+struct TapRun { M mask; int qoff; int soff; };
+
 static void tap_conv_task(void* vc, int task, int th) {
   auto& c = *(TapCtx*)vc;
   const PackQ8Conv& P = *c.P;
@@ -80,21 +86,53 @@ static void tap_conv_task(void* vc, int task, int th) {
   task /= c.nsplit;
   int bpc = (P.nblk + c.nsplit - 1) / c.nsplit, blk0 = sp * bpc, blk1 = std::min(P.nblk, blk0 + bpc);
   if (blk0 >= blk1) return;
-  const int oy = task / c.ppr, ox0 = (task % c.ppr) * kPP, npix = std::min(kPP, G.OW - ox0);
-  const int nv = (npix + L - 1) / L, C4 = c.C4, OHW = G.OH * G.OW;
+  const int OHW = G.OH * G.OW, p0 = task * kPP, npix = std::min(kPP, OHW - p0);
+  const int nv = (npix + L - 1) / L, C4 = c.C4;
   auto* panel = (uint8_t*)scratch(th, 1).get((size_t)P.K4 * kPP * 4 + 64);
   auto* sa = (float*)scratch(th, 2).get(sizeof(float) * (size_t)P.khw * kPP + 64);
+  // Runs of each vector, with offsets of lane 0 relative to a tap's base (bytes in qb, floats in sb).
+  const size_t qrow = (size_t)C4 * c.ph * c.Wq * 4;  // bytes per padded row
+  const size_t srow = (size_t)c.ph * c.Wq;
+  auto* runs = (TapRun*)scratch(th, 3).get(sizeof(TapRun) * (size_t)NVC * (L + 1) + 64);
+  int nrun[NVC];
+  for (int v = 0; v < nv; v++) {
+    nrun[v] = 0;
+    for (int l = 0; l < L;) {
+      int p = p0 + v * L + l;
+      if (p >= OHW) break;
+      int oy = p / G.OW, ox = p % G.OW, n = std::min(L - l, std::min(G.OW - ox, OHW - p));
+      unsigned bits = (n >= 32 ? ~0u : ((1u << n) - 1)) << l;
+      // lane l reads column ox of row oy*sh: lane 0 of the vector would be at ox - l
+      runs[v * (L + 1) + nrun[v]++] = {V::bits(bits), (int)((size_t)oy * G.sh * qrow) + (ox - l) * 4,
+                                       (int)((size_t)oy * G.sh * srow) + (ox - l)};
+      l += n;
+    }
+  }
   const size_t cstride = (size_t)c.ph * c.Wq * 4;
   for (int ky = 0, t = 0; ky < G.kh; ky++) {
-    const int r = oy * G.sh + ky * G.dh;
     for (int kx = 0; kx < G.kw; kx++, t++) {
-      const int X = kx * G.dw, p = X % c.ph, jo = ox0 + X / c.ph;
-      const uint8_t* src = c.qb + (((size_t)r * C4 * c.ph + p) * c.Wq + jo) * 4;
-      uint8_t* dst = panel + (size_t)t * C4 * kPP * 4;
-      for (int c4 = 0; c4 < C4; c4++, src += cstride, dst += kPP * 4)
-        for (int v = 0; v < nv; v++) V::istore(dst + v * L * 4, V::iload(src + v * L * 4));
-      const float* ss = c.sb + ((size_t)r * c.ph + p) * c.Wq + jo;
-      for (int v = 0; v < nv; v++) V::fstore(sa + (size_t)t * kPP + v * L, V::fload(ss + v * L));
+      const int X = kx * G.dw, ph = X % c.ph, jo = X / c.ph;
+      const uint8_t* base = c.qb + (size_t)ky * G.dh * qrow + ((size_t)ph * c.Wq + jo) * 4;
+      const float* sbase = c.sb + (size_t)ky * G.dh * srow + (size_t)ph * c.Wq + jo;
+      for (int v = 0; v < nv; v++) {
+        const TapRun* rv = runs + v * (L + 1);
+        F s = V::fzero();
+        for (int k = 0; k < nrun[v]; k++) s = V::fmerge(s, rv[k].mask, V::fload(sbase + rv[k].soff));
+        V::fstore(sa + (size_t)t * kPP + v * L, s);
+        uint8_t* dst = panel + (size_t)t * C4 * kPP * 4 + v * L * 4;
+        const uint8_t* src = base;
+        if (nrun[v] == 1) {
+          const int off = rv[0].qoff;
+          for (int c4 = 0; c4 < C4; c4++, src += cstride, dst += kPP * 4)
+            V::fstore((float*)dst, V::fload((const float*)(src + off)));  // bytes moved as floats: bit-exact
+        } else {
+          for (int c4 = 0; c4 < C4; c4++, src += cstride, dst += kPP * 4) {
+            F r = V::fzero();
+            for (int k = 0; k < nrun[v]; k++) r = V::fmerge(r, rv[k].mask, V::fload((const float*)(src + rv[k].qoff)));
+            V::fstore((float*)dst, r);
+          }
+        }
+      }
     }
   }
   for (int blk = blk0; blk < blk1; blk++) {
@@ -103,7 +141,7 @@ static void tap_conv_task(void* vc, int task, int th) {
     const float* ws = P.wscale.data() + (size_t)blk * P.nwb * kCB;
     int n0 = blk * kCB, nch = std::min(kCB, P.M - n0);
     const float* bias = c.e->bias ? c.e->bias + n0 : nullptr;
-    float* o = c.out + (size_t)n0 * OHW + (size_t)oy * G.OW + ox0;
+    float* o = c.out + (size_t)n0 * OHW + p0;
     for (int ci = 0; ci < kCB && ci < nch; ci += CMI)
       for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV) {
         int n = std::min(CNV, (npix - v0 * L + L - 1) / L);
@@ -123,15 +161,15 @@ static void conv_q8_tap(const PackQ8Conv& P, const ConvGeom& G, int batch, const
   const int jmax = (G.kw - 1) * G.dw / G.sw;  // furthest tap position past the output column
   c.Wq = (G.OW + L + jmax + 1 + L - 1) / L * L;
   c.Wt = (c.Wq * G.sw + 2 * L + L - 1) / L * L;
-  c.ppr = (G.OW + kPP - 1) / kPP;
-  const int tasks = G.OH * c.ppr;
+  const int tasks = (G.OH * G.OW + kPP - 1) / kPP;
   c.nsplit = conv_split(tasks, P.nblk);
   static thread_local std::vector<uint8_t> qbuf;
   static thread_local std::vector<float> sbuf;
-  qbuf.resize((size_t)c.Hp * c.C4 * c.ph * c.Wq * 4 + 64);
-  sbuf.resize((size_t)c.Hp * c.ph * c.Wq + 16);
-  c.qb = qbuf.data();
-  c.sb = sbuf.data();
+  // Slack of one vector before and after: a run's lane-0 address can precede its row (merged away).
+  qbuf.resize((size_t)c.Hp * c.C4 * c.ph * c.Wq * 4 + 2 * 4 * kPP + 64);
+  sbuf.resize((size_t)c.Hp * c.ph * c.Wq + 2 * kPP + 16);
+  c.qb = qbuf.data() + 4 * kPP;
+  c.sb = sbuf.data() + kPP;
   const size_t OHW = (size_t)G.OH * G.OW;
   for (int b = 0; b < batch; b++) {
     c.x = X + (size_t)b * G.C * G.H * G.W;

@@ -210,8 +210,8 @@ export function quantizeModel(model: Model, options: QuantizeOptions = {}): Quan
   return { model: q, report };
 }
 
-/** Default tap windows need this many input channels: per-tap dequantization costs about 1/C of the products. */
-const TAP_MIN_CHANNELS = 16;
+/** Default tap windows need this many input channels: each tap adds a dequantization step, which at 64 channels costs more than quantizing per patch (measured 8% slower on 64x56x56 3x3, 11% faster on 512x14x14). */
+const TAP_MIN_CHANNELS = 128;
 
 /** How much a layer hurts: 1 - output cosine, or the weight noise-to-signal ratio without samples. */
 function damage(l: { cos: number; sqnr: number }): number {
