@@ -1,7 +1,8 @@
 /**
  * Writer of the static-QDQ form onnxruntime accelerates (for the benchmark against ORT's int8):
  * per-channel symmetric int8 weights, int32 biases (scale = s_x·s_w), and calibrated uint8 activations
- * with QuantizeLinear→DequantizeLinear on the input and on the output of every Conv/Gemm. A following
+ * with QuantizeLinear→DequantizeLinear on the input and on the output of every Conv/Gemm/MatMul (MatMul
+ * with a constant 2-D right side: one weight scale). A following
  * Relu or Clip is left before the output Q (with zero point 0 / a range inside the Clip bounds), so ORT
  * drops it and fuses DQ→Conv→Q into QLinearConv.
  *
@@ -53,6 +54,7 @@ export function writeOrtQdq(model: Model, options: OrtQdqOptions): Model {
     if (!W || W.dtype !== 'float32') continue;
     if (n.opType === 'Conv' && (W.rank === 3 || W.rank === 4)) { /* ok */ }
     else if (n.opType === 'Gemm' && W.rank === 2 && !(n.attrs['transA']?.value)) { /* ok */ }
+    else if (n.opType === 'MatMul' && W.rank === 2 && !cst(n.inputs[0])) { /* ok: A·W, W [K, N] */ }
     else continue;
     if (n.inputs[2] && !cst(n.inputs[2])) continue;
     // Output value to quantize: after a sole Relu / Clip consumer, so ORT can drop the activation.
@@ -116,6 +118,17 @@ export function writeOrtQdq(model: Model, options: OrtQdqOptions): Model {
   for (const l of layers) {
     const n = l.node;
     const W = cst(n.inputs[1])!;
+    if (n.opType === 'MatMul') {
+      // One int8 scale for the whole weight (the MatMul form ORT's QDQ fusions take), no bias.
+      const qw = wType.quantize(W.data as Float32Array, 1, W.size, `node '${n.name}' (MatMul)`);
+      const wq = init(`${n.name}.weight_int8`, Tensor.from('int8', W.shape, qw.q));
+      const ws = init(`${n.name}.weight_scale`, Tensor.from('float32', [], [qw.scales[0]!]));
+      const wz = init(`${n.name}.weight_zero_point`, Tensor.from('int8', [], [0]));
+      const wd = fresh(`${n.name}.weight_dq`);
+      pre.set(n, [{ name: fresh(`${n.name}_weight_DequantizeLinear`), opType: 'DequantizeLinear', domain: '', inputs: [wq, ws, wz], outputs: [wd], attrs: {} }]);
+      n.inputs[1] = wd;
+      continue;
+    }
     let N: number, K: number, w: Float32Array;
     if (n.opType === 'Conv') { N = W.shape[0]!; K = W.size / N; w = W.data as Float32Array; }
     else {

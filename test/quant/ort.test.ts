@@ -72,8 +72,13 @@ test('the ORT static-QDQ writer: onnxruntime-node runs it close to fp32, and so 
   const calibration = [0, 1, 2, 3].map((i) => ({ image: randomImages(40 + i, 2) }));
   const qdq = writeOrtQdq(fp, { calibration });
   const ops = qdq.graph.nodes.map((n) => n.opType);
-  // image, conv1+Relu, dw+Clip, grouped, pointwise+Relu, Flatten (fc1's input), fc1+Relu: one Q per value
-  assert.equal(ops.filter((o) => o === 'QuantizeLinear').length, 7, ops.join(' '));
+  // image, conv1+Relu, dw+Clip, grouped, pointwise+Relu, Flatten (fc1's input), fc1+Relu (fc2's input),
+  // fc2 (MatMul): one Q per value; fc2's weight is per-tensor int8
+  assert.equal(ops.filter((o) => o === 'QuantizeLinear').length, 8, ops.join(' '));
+  const fc2 = qdq.graph.nodes.find((n) => n.name === 'fc2')!;
+  const fc2w = qdq.graph.nodes.find((n) => n.outputs[0] === fc2.inputs[1])!;
+  assert.equal(fc2w.opType, 'DequantizeLinear');
+  assert.equal(qdq.graph.initializers.get(fc2w.inputs[0]!)!.dtype, 'int8');
   assert.ok(!ops.includes('Relu') || ops.indexOf('Relu') < ops.indexOf('QuantizeLinear', ops.indexOf('Relu')), 'Relu sits before its Q');
   const o = ort as Ort;
   const x = randomImages(99, 2);
