@@ -27,7 +27,7 @@ export function inspectCommand(program: Command): void {
         weightBytes += b;
         byType.set(t.dtype, (byType.get(t.dtype) ?? 0) + b);
       }
-      const quantized = quantizedLayers(g);
+      const quantized = quantizedLayers(g, model.graph.metadata);
       const fileBytes = fs.existsSync(file) ? fs.statSync(file).size : 0;
       const inferred = inferShapes(model.graph);
       const io = (v: ValueInfo) => ({ name: v.name, dtype: v.dtype ?? inferred.get(v.name)?.dtype ?? null, shape: v.shape ?? null, inferred_shape: inferred.get(v.name)?.shape ?? null });
@@ -59,21 +59,26 @@ export function inspectCommand(program: Command): void {
       if (quantized.length) {
         const saved = quantized.reduce((a, q) => a + q.fp32Bytes - q.int8Bytes, 0);
         console.log(`\nquantized layers (${quantized.length}, activation window ${model.graph.metadata.get('q8.activation_window') ?? 'row'}; ${bytes(saved)} saved vs fp32)`);
-        console.log(table(quantized.map((q) => [q.layer, q.opType, q.window, bytes(q.int8Bytes), bytes(q.fp32Bytes)]), ['layer', 'op', 'weight window', 'int8+scales', 'fp32']));
+        console.log(table(quantized.map((q) => [q.layer, q.opType, q.window, q.activationWindow, bytes(q.int8Bytes), bytes(q.fp32Bytes)]), ['layer', 'op', 'weight window', 'activation window', 'int8+scales', 'fp32']));
       }
     });
 }
 
-interface QuantizedLayer { layer: string; opType: string; window: string; int8Bytes: number; fp32Bytes: number }
+interface QuantizedLayer { layer: string; opType: string; window: string; activationWindow: string; int8Bytes: number; fp32Bytes: number }
 
 /** Layers whose weight comes from an int8 DequantizeLinear (q8's saved form, or any QDQ model). */
-function quantizedLayers(g: Graph): QuantizedLayer[] {
+function quantizedLayers(g: Graph, meta: ReadonlyMap<string, string>): QuantizedLayer[] {
   const producer = new Map<string, Node>();
   for (const n of g.nodes) for (const o of n.outputs) producer.set(o, n);
   const out: QuantizedLayer[] = [];
+  let perLayer: Record<string, string | number> = {};
+  try { perLayer = JSON.parse(meta.get('q8.layer_activation_windows') ?? '{}') as Record<string, string | number>; } catch { /* hint only */ }
+  const actDefault = meta.get('q8.activation_window') ?? 'row';
+  const rnn = ['LSTM', 'GRU', 'RNN'];
   for (const n of g.nodes) {
-    if (!['Conv', 'Gemm', 'MatMul', 'ConvTranspose'].includes(n.opType)) continue;
-    let p = producer.get(n.inputs[1] ?? '');
+    if (![...rnn, 'Conv', 'Gemm', 'MatMul', 'ConvTranspose'].includes(n.opType)) continue;
+    for (const input of rnn.includes(n.opType) ? [1, 2] : [1]) {
+    let p = producer.get(n.inputs[input] ?? '');
     while (p && (p.opType === 'Reshape' || p.opType === 'Transpose')) p = producer.get(p.inputs[0]!);
     if (!p || p.opType !== 'DequantizeLinear') continue;
     const w = g.initializers.get(p.inputs[0]!);
@@ -83,7 +88,11 @@ function quantizedLayers(g: Graph): QuantizedLayer[] {
     const axis = p.attrs['axis'];
     const window = block && block.type === 'int' && block.value > 0 ? `block ${block.value}`
       : sc && sc.size > 1 ? `per channel (axis ${axis && axis.type === 'int' ? axis.value : 1})` : 'per tensor';
-    out.push({ layer: n.name, opType: n.opType, window, int8Bytes: w.size + (sc ? sc.size * 4 : 0), fp32Bytes: w.size * 4 });
+    const layer = rnn.includes(n.opType) ? `${n.name}.${input === 1 ? 'W' : 'R'}` : n.name;
+    let activationWindow = String(perLayer[n.name] ?? actDefault);
+    if (activationWindow === 'row' && n.opType.startsWith('Conv')) activationWindow = 'patch';  // a Conv's row is its im2col patch
+    out.push({ layer, opType: n.opType, window, activationWindow, int8Bytes: w.size + (sc ? sc.size * 4 : 0), fp32Bytes: w.size * 4 });
+    }
   }
   return out;
 }
