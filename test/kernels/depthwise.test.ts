@@ -2,8 +2,8 @@
  * Depthwise Conv / Q8Conv (group = C = M) on the native addon against the reference kernels, for
  * every ISA this machine can run: the row-oriented depthwise kernels have unrolled paths for
  * k x k (3, 5) with stride 1 or 2 and a generic path for everything else, zero-padded phase planes
- * per stride, row chunks (tall planes, few planes split for threads) and whole-patch or blocked
- * int8 windows. Skipped when the addon is not built.
+ * per stride, row chunks (tall planes, few planes split for threads), a copy-free path for narrow
+ * 3x3 stride-1 planes and whole-patch or blocked int8 windows. Skipped when the addon is not built.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -45,7 +45,7 @@ const CASES: ConvCase[] = [
   dw(4, 12, 40, [7, 7], { strides: [3, 3], pads: [3, 3, 3, 3] }),       // stride 3: generic path
   dw(3, 9, 30, [3, 2], { strides: [2, 1], dilations: [1, 2], pads: [0, 1, 1, 0] }),  // mixed
   dw(2, 1, 50, [1, 4], { oneD: true, pads: [2, 1], strides: [3] }),     // 1-D (H = 1)
-  dw(3, 1, 70, [1, 3], { oneD: true, pads: [1, 1] }),                   // 1-D, unrolled? no (kh != kw)
+  dw(3, 1, 70, [1, 3], { oneD: true, pads: [1, 1] }),                   // 1-D (kh != kw: generic)
   dw(4, 5, 3, [3, 3], { pads: [0, 1, 2, 0] }),                          // tiny plane, pads past the image
   dw(3, 4, 4, [3, 3], { strides: [3, 3], pads: [2, 2, 2, 2] }),         // windows wholly in the padding
   { ...dw(3, 11, 21, [3, 3], { pads: [1, 1, 1, 1] }), B: 2 },           // batch 2
@@ -54,6 +54,13 @@ const CASES: ConvCase[] = [
   dw(2, 90, 130, [3, 3], { strides: [2, 2], pads: [1, 1, 1, 1] }),      // wide rows, several chunks
   dw(40, 14, 14, [3, 3], { pads: [1, 1, 1, 1] }),                       // many planes (threads)
   dw(24, 7, 7, [3, 3], { auto_pad: 'SAME_UPPER' }),
+  // 3x3 stride 1 with one vector per row is read straight from X: pads 0..2 on the left, rows at
+  // the ends of X, a left pad of 3 (not direct)
+  dw(5, 9, 13, [3, 3], { pads: [0, 0, 2, 2] }),
+  dw(6, 16, 16, [3, 3], { pads: [2, 2, 0, 0] }),
+  dw(2, 8, 10, [3, 3], { pads: [3, 3, 1, 1] }),
+  dw(4, 12, 18, [3, 3]),                                                // W = L + 2, no pads: no selects
+  { ...dw(3, 1, 9, [3, 3], { pads: [1, 1, 1, 1] }), B: 2 },
 ];
 
 /** q8.ConvAct (Conv + Relu/Clip in the store) compiled natively next to its reference op. */
