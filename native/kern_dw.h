@@ -69,21 +69,25 @@ static inline F dw_span(const float* xr, int ix, int W) {
 }
 
 // One padded input row into d[0, n): d[px] = x[px - pl] inside the image, else 0; |.| into ad.
-static inline void dw_row(const float* xr, int W, int pl, int n, float* d, float* ad) {
+static inline void dw_row(const float* xr, int W, int pl, int n, float* d, float* ad, bool warm = false) {
   for (int j = 0; j < n; j += L) {
     const int ix = j - pl;  // input column of lane 0
     F v;
     if (ix >= 0 && ix + L <= W) v = V::fload(xr + ix);
-    else if (ix + L <= 0 || ix >= W) v = V::fzero();
-    else v = dw_part(xr + ix, std::max(0, -ix), std::min(L, W - ix));
+    else if (ix + L <= 0 || ix >= W) {
+      if (warm) continue;
+      v = V::fzero();
+    } else v = dw_part(xr + ix, std::max(0, -ix), std::min(L, W - ix));
     V::fstore(d + j, v);
     if (ad) V::fstore(ad + j, V::abs(v));
   }
 }
 
 // Fill the phase planes with input rows iy0 .. iy0+nrows-1 (zero outside the image); abuf (int8)
-// gets |x| in the same layout, for the per-pixel window maxima.
-static void dw_fill(const DwCtx& c, const float* x, int iy0, int nrows, float* buf, float* abuf, float* tmp) {
+// gets |x| in the same layout, for the per-pixel window maxima. warm: the buffer holds the same
+// rows of another plane of this geometry, so its all-padding vectors are zero already (strides
+// 1 and 2): only vectors with image columns are written.
+static void dw_fill(const DwCtx& c, const float* x, int iy0, int nrows, float* buf, float* abuf, float* tmp, bool warm) {
   const ConvGeom& G = *c.G;
   const int sw = G.sw, Wq = c.Wq;
   for (int py = 0; py < nrows; py++) {
@@ -92,8 +96,8 @@ static void dw_fill(const DwCtx& c, const float* x, int iy0, int nrows, float* b
     if (sw == 1) {
       float* d = buf + (size_t)py * Wq;
       float* ad = abuf ? abuf + (size_t)py * Wq : nullptr;
-      if (in) dw_row(x + (size_t)iy * G.W, G.W, G.pl, Wq, d, ad);
-      else {
+      if (in) dw_row(x + (size_t)iy * G.W, G.W, G.pl, Wq, d, ad, warm);
+      else if (!warm) {
         std::fill(d, d + Wq, 0.f);
         if (ad) std::fill(ad, ad + Wq, 0.f);
       }
@@ -101,6 +105,7 @@ static void dw_fill(const DwCtx& c, const float* x, int iy0, int nrows, float* b
     }
     if (sw == 2) {
       // both phases from one pair of loads per 2L padded columns (straight from the input row)
+      if (!in && warm) continue;
       const float* xr = x + (size_t)iy * G.W;
       float* d0 = buf + (size_t)py * Wq;
       float* d1 = buf + ((size_t)c.Hs + py) * Wq;
@@ -108,6 +113,7 @@ static void dw_fill(const DwCtx& c, const float* x, int iy0, int nrows, float* b
       float* a1 = abuf ? abuf + ((size_t)c.Hs + py) * Wq : nullptr;
       for (int j = 0; j < Wq; j += L) {
         const int ix = 2 * j - G.pl;  // input column of padded column 2j
+        if (warm && (ix + 2 * L <= 0 || ix >= G.W)) continue;
         F u = V::fzero(), v = V::fzero();
         if (in) {
           if (ix >= 0 && ix + 2 * L <= G.W) {
@@ -600,7 +606,7 @@ static void dw_task(void* vc, int t, int th) {
     const int p = it / c.nchunk, chunk = it % c.nchunk, ch = p % c.C;
     const int oy0 = chunk * c.rc, nrow = std::min(G.OH, oy0 + c.rc) - oy0;
     const int nrows = (nrow - 1) * G.sh + (G.kh - 1) * G.dh + 1;
-    dw_fill(c, c.X + (size_t)p * G.H * G.W, oy0 * G.sh - G.pt, nrows, buf, abuf, tmp);
+    dw_fill(c, c.X + (size_t)p * G.H * G.W, oy0 * G.sh - G.pt, nrows, buf, abuf, tmp, it > i0 && c.nchunk == 1);
     float* o = c.out + (size_t)p * G.OH * G.OW + (size_t)oy0 * G.OW;
     const float bias = c.e->bias ? c.e->bias[ch] : 0.f;
     if (c.fast) dw_fast_chunk(c, *c.fast, buf, abuf, ch, bias, o, nrow);

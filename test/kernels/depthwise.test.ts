@@ -53,6 +53,8 @@ const CASES: ConvCase[] = [
   dw(1, 150, 20, [3, 3], { pads: [1, 1, 1, 1] }),                       // one tall plane: row chunks
   dw(2, 90, 130, [3, 3], { strides: [2, 2], pads: [1, 1, 1, 1] }),      // wide rows, several chunks
   dw(40, 14, 14, [3, 3], { pads: [1, 1, 1, 1] }),                       // many planes (threads)
+  dw(80, 10, 30, [3, 3], { pads: [1, 1, 1, 1] }),                       // several planes per task: the
+  dw(70, 9, 20, [3, 3], { strides: [2, 2], pads: [1, 1, 1, 1] }),       // buffer's pads are kept
   dw(24, 7, 7, [3, 3], { auto_pad: 'SAME_UPPER' }),
   // 3x3 stride 1 with one vector per row is read straight from X: pads 0..2 on the left, rows at
   // the ends of X, a left pad of 3 (not direct)
