@@ -571,8 +571,13 @@ static void conv_q8_task(void* vc, int task, int th) {
     const float* bias = c.e->bias ? c.e->bias + n0 : nullptr;
     float* o = c.out + ((size_t)b * c.M + n0) * c.OHW + p0;
     for (int ci = 0; ci < kCB && ci < nch; ci += CMI)
-      for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV)
-        q8_conv_tile<CMI, CNV>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, c.OHW, nch, npix);
+      for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV) {
+        // A partial last panel (e.g. 7x7 = 49 pixels = 48 + 1) computes only the vectors it has.
+        int nv = std::min(CNV, (npix - v0 * L + L - 1) / L);
+        if (nv >= CNV) q8_conv_tile<CMI, CNV>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, c.OHW, nch, npix);
+        else if (nv == 2) q8_conv_tile<CMI, 2>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, c.OHW, nch, npix);
+        else q8_conv_tile<CMI, 1>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, c.OHW, nch, npix);
+      }
   }
 }
 
@@ -706,8 +711,12 @@ static void conv_f32_task(void* vc, int task, int th) {
         float* o = c.out + ((size_t)b * c.M + n0) * c.OHW + p0;
         const float* panel = panels + (size_t)q * KC * kPP;
         for (int ci = 0; ci < kCB && ci < nch; ci += CMI)
-          for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV)
-            f32_conv_tile<CMI, CNV>(w, kc, ci, v0, panel, k0 == 0, k0 + kc >= K, bias, *c.e, o, c.OHW, nch, npix);
+          for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV) {
+            int nv = std::min(CNV, (npix - v0 * L + L - 1) / L);  // partial last panel: only its vectors
+            if (nv >= CNV) f32_conv_tile<CMI, CNV>(w, kc, ci, v0, panel, k0 == 0, k0 + kc >= K, bias, *c.e, o, c.OHW, nch, npix);
+            else if (nv == 2) f32_conv_tile<CMI, 2>(w, kc, ci, v0, panel, k0 == 0, k0 + kc >= K, bias, *c.e, o, c.OHW, nch, npix);
+            else f32_conv_tile<CMI, 1>(w, kc, ci, v0, panel, k0 == 0, k0 + kc >= K, bias, *c.e, o, c.OHW, nch, npix);
+          }
       }
     }
   }
