@@ -296,19 +296,6 @@ struct DwBlk {
 };
 
 
-// Streams the block's input rows: for each row py and tap kx (ascending), the NB vectors go to
-// every output row ri whose window has row py (ky = py - ri*S), so per output pixel the taps arrive
-// in order k = ky*KW + kx.
-template <int KH, int KW, int S, int R, int NB, bool SHIFT, class Fn>
-static inline __attribute__((always_inline)) void dw_rows(const float* x, const DwBlk& b, Fn&& fn) {
-  constexpr bool next = (KW - 1) / S > 0;  // some tap shifted into the next vector
-#pragma unroll
-  for (int py = 0; py < (R - 1) * S + KH; py++) {
-    const float* p = x + py * b.Wq;
-    DwRow<S, NB, SHIFT> row(p, b.hs, next);
-    dw_taps<KH, KW, S, R, NB>(row, p, b.hs, py, fn, std::make_integer_sequence<int, KW>{});
-  }
-}
 template <int KH, int KW, int S, int R, int NB, bool SHIFT, class Fn, int... KX>
 static inline __attribute__((always_inline)) void dw_taps(const DwRow<S, NB, SHIFT>& row, const float* p, size_t hs, int py, Fn& fn,
                                                           std::integer_sequence<int, KX...>) {
@@ -325,6 +312,20 @@ static inline __attribute__((always_inline)) void dw_taps(const DwRow<S, NB, SHI
         }
       }(),
       ...);
+}
+
+// Streams the block's input rows: for each row py and tap kx (ascending), the NB vectors go to
+// every output row ri whose window has row py (ky = py - ri*S), so per output pixel the taps arrive
+// in order k = ky*KW + kx.
+template <int KH, int KW, int S, int R, int NB, bool SHIFT, class Fn>
+static inline __attribute__((always_inline)) void dw_rows(const float* x, const DwBlk& b, Fn&& fn) {
+  constexpr bool next = (KW - 1) / S > 0;  // some tap shifted into the next vector
+#pragma unroll
+  for (int py = 0; py < (R - 1) * S + KH; py++) {
+    const float* p = x + py * b.Wq;
+    DwRow<S, NB, SHIFT> row(p, b.hs, next);
+    dw_taps<KH, KW, S, R, NB>(row, p, b.hs, py, fn, std::make_integer_sequence<int, KW>{});
+  }
 }
 
 template <int KH, int KW, int S, int R, int NB>
@@ -393,106 +394,114 @@ static const DwFast* dw_fast(const ConvGeom& G) {
   return nullptr;
 }
 
-// ---- 3x3 stride 1 planes of one vector per row (MobileNets' 14x14 and 7x7) straight from the
-// input plane, no copy: there the copy cost more than the FMAs (measured 12-20% faster per layer;
-// on wider planes the selects made it slower than the buffered path). Each block row points at its
-// input row (a zero row outside the image); lanes whose column is outside the row [0, W) are
-// zeroed by a select, so the values and their order are the buffered path's. Loads may touch up to
-// L+2 floats beyond the row on either side (the neighbouring rows), so rows at the very ends of X
-// are read from a padded copy.
+// ---- 3x3 straight from the input plane, no copy: stride 2 (the copy wrote two phase planes per
+// input row and cost more than the FMAs; direct is 25-50% faster per layer) and stride-1 planes of
+// one vector per row (MobileNets' 14x14 and 7x7; on wider stride-1 planes the direct loads were
+// slower than the buffered path with its aligned loads). Each block row points at its input row (a
+// zero row outside the image); lanes whose column is outside the row [0, W) are zeroed by a select,
+// so the values and their order are the buffered path's. Loads may touch a few vectors beyond the
+// row on either side (the neighbouring rows), so rows at the very ends of X are read from a padded
+// copy.
 struct DwDir {
-  const float* row[DW_R1 + 2];  // per block input row py: the value under tap kx=0 of lane 0
+  const float* row[(DW_R1 - 1) * 2 + 3];  // per block input row py: the value under tap kx=0 of lane 0
   float* o;
   int OW;
-  int nl[1];
-  M m[1][3];  // lanes inside the row, per tap (border blocks)
+  int nl;
+  M m[3];  // lanes inside the row, per tap (border blocks)
 };
 
-template <int R, int NB, bool SEL, bool ABS, class Fn>
-static inline __attribute__((always_inline)) void dwd_rows(const DwDir& b, Fn&& fn) {
-#pragma unroll
-  for (int py = 0; py < R + 2; py++) {
-    const float* p = b.row[py];
-#pragma unroll
-    for (int kx = 0; kx < 3; kx++)
-#pragma unroll
-      for (int j = 0; j < NB; j++) {
-        F xv = V::fload(p + kx + j * L);
-        if constexpr (SEL) xv = V::fsel(b.m[j][kx], xv);
-        if constexpr (ABS) xv = V::abs(xv);
-#pragma unroll
-        for (int ri = 0; ri < R; ri++) {
-          const int ky = py - ri;
-          if (ky >= 0 && ky < 3) fn(ky, kx, ri, j, xv);
-        }
-      }
+// Tap kx's vector of row p: stride 1 a shifted load; stride 2 the even/odd lanes of a 2L span
+// (kx = 2: the span two columns on).
+template <int S>
+static inline __attribute__((always_inline)) void dwd_taps(const float* p, F* t) {
+  if constexpr (S == 1) {
+    for (int kx = 0; kx < 3; kx++) t[kx] = V::fload(p + kx);
+  } else {
+    const F u = V::fload(p), v = V::fload(p + L);
+    t[0] = dw_even(u, v);
+    t[1] = dw_odd(u, v);
+    t[2] = dw_even(V::fload(p + 2), V::fload(p + 2 + L));
   }
 }
 
-template <int R, int NB, bool SEL>
-static void dwfd_block(const DwDir& b, const float* w, F bv, const Epi& e) {
-  F acc[R][NB];
-  for (int ri = 0; ri < R; ri++)
-    for (int j = 0; j < NB; j++) acc[ri][j] = V::fzero();
-  dwd_rows<R, NB, SEL, false>(b, [&](int ky, int kx, int ri, int j, F xv) {
-    acc[ri][j] = V::fma(V::fset(w[ky * 3 + kx]), xv, acc[ri][j]);
-  });
-  for (int ri = 0; ri < R; ri++)
-    for (int j = 0; j < NB; j++) dw_store(b.o + ri * b.OW + j * L, clampv(V::add(acc[ri][j], bv), e), b.nl[j]);
+template <int S, int R, bool SEL, bool ABS, class Fn>
+static inline __attribute__((always_inline)) void dwd_rows(const DwDir& b, Fn&& fn) {
+#pragma unroll
+  for (int py = 0; py < (R - 1) * S + 3; py++) {
+    F t[3];
+    dwd_taps<S>(b.row[py], t);
+#pragma unroll
+    for (int kx = 0; kx < 3; kx++) {
+      F xv = t[kx];
+      if constexpr (SEL) xv = V::fsel(b.m[kx], xv);
+      if constexpr (ABS) xv = V::abs(xv);
+#pragma unroll
+      for (int ri = 0; ri < R; ri++) {
+        const int ky = py - ri * S;
+        if (ky >= 0 && ky < 3) fn(ky, kx, ri, xv);
+      }
+    }
+  }
 }
 
-template <int R, int NB, bool SEL>
+template <int S, int R, bool SEL>
+static void dwfd_block(const DwDir& b, const float* w, F bv, const Epi& e) {
+  F acc[R];
+  for (int ri = 0; ri < R; ri++) acc[ri] = V::fzero();
+  dwd_rows<S, R, SEL, false>(b, [&](int ky, int kx, int ri, F xv) { acc[ri] = V::fma(V::fset(w[ky * 3 + kx]), xv, acc[ri]); });
+  for (int ri = 0; ri < R; ri++) dw_store(b.o + ri * b.OW, clampv(V::add(acc[ri], bv), e), b.nl);
+}
+
+template <int S, int R, bool SEL>
 static void dwqd_block(const DwDir& b, const float* w, F swv, F bv, const Epi& e) {
-  F inv[R][NB], d[R][NB];
-  for (int ri = 0; ri < R; ri++)
-    for (int j = 0; j < NB; j++) inv[ri][j] = V::fzero();
-  dwd_rows<R, NB, SEL, true>(b, [&](int, int, int ri, int j, F av) {
-    inv[ri][j] = V::max(inv[ri][j], av);  // amax so far
+  F inv[R], d[R], sa[R];
+  for (int ri = 0; ri < R; ri++) inv[ri] = V::fzero();
+  dwd_rows<S, R, SEL, true>(b, [&](int, int, int ri, F av) { inv[ri] = V::max(inv[ri], av); });  // amax so far
+  for (int ri = 0; ri < R; ri++) {
+    sa[ri] = V::mul(dw_div(inv[ri], V::fset(127.f)), swv);
+    inv[ri] = V::inv127(inv[ri]);
+    d[ri] = V::fzero();
+  }
+  dwd_rows<S, R, SEL, false>(b, [&](int ky, int kx, int ri, F xv) {
+    d[ri] = V::fma(V::rnd(V::mul(xv, inv[ri])), V::fset(w[ky * 3 + kx]), d[ri]);
   });
-  F sa[R][NB];
-  for (int ri = 0; ri < R; ri++)
-    for (int j = 0; j < NB; j++) {
-      sa[ri][j] = V::mul(dw_div(inv[ri][j], V::fset(127.f)), swv);
-      inv[ri][j] = V::inv127(inv[ri][j]);
-      d[ri][j] = V::fzero();
-    }
-  dwd_rows<R, NB, SEL, false>(b, [&](int ky, int kx, int ri, int j, F xv) {
-    d[ri][j] = V::fma(V::rnd(V::mul(xv, inv[ri][j])), V::fset(w[ky * 3 + kx]), d[ri][j]);
-  });
-  for (int ri = 0; ri < R; ri++)
-    for (int j = 0; j < NB; j++) {
-      F r = V::add(V::fzero(), V::mul(d[ri][j], sa[ri][j]));
-      dw_store(b.o + ri * b.OW + j * L, clampv(V::add(r, bv), e), b.nl[j]);
-    }
+  for (int ri = 0; ri < R; ri++) {
+    F r = V::add(V::fzero(), V::mul(d[ri], sa[ri]));
+    dw_store(b.o + ri * b.OW, clampv(V::add(r, bv), e), b.nl);
+  }
 }
 
 using DwfdFn = void (*)(const DwDir&, const float*, F, const Epi&);
 using DwqdFn = void (*)(const DwDir&, const float*, F, F, const Epi&);
-struct DwDirect { DwfdFn f[2][DW_R1]; DwqdFn q[2][DW_R1]; };
+struct DwDirect { DwfdFn f[2][2][DW_R1]; DwqdFn q[2][2][DW_R1]; };  // [stride-1][sel][rows-1]
 
-template <bool SEL, int... R>
+template <int S, bool SEL, int... R>
 constexpr void dw_direct_fill(DwDirect& t, std::integer_sequence<int, R...>) {
-  ((t.f[SEL][R] = &dwfd_block<R + 1, 1, SEL>, t.q[SEL][R] = &dwqd_block<R + 1, 1, SEL>), ...);
+  ((t.f[S - 1][SEL][R] = &dwfd_block<S, R + 1, SEL>, t.q[S - 1][SEL][R] = &dwqd_block<S, R + 1, SEL>), ...);
 }
 constexpr DwDirect dw_direct_table() {
   DwDirect t{};
-  dw_direct_fill<false>(t, std::make_integer_sequence<int, DW_R1>{});
-  dw_direct_fill<true>(t, std::make_integer_sequence<int, DW_R1>{});
+  dw_direct_fill<1, false>(t, std::make_integer_sequence<int, DW_R1>{});
+  dw_direct_fill<1, true>(t, std::make_integer_sequence<int, DW_R1>{});
+  dw_direct_fill<2, false>(t, std::make_integer_sequence<int, DW_R1>{});
+  dw_direct_fill<2, true>(t, std::make_integer_sequence<int, DW_R1>{});
   return t;
 }
 static constexpr DwDirect kDwDirect = dw_direct_table();
 
-// Whether the direct path applies: 3x3, stride 1, no dilation, left pad <= 2 (rows are read from
-// column -pl), and the fast kernels' int8 windows.
+// Whether the direct path applies: 3x3, stride 1 or 2 (both ways), no dilation, left pad <= 2 (rows
+// are read from column -pl), and the fast kernels' int8 windows.
 static bool dw_direct_ok(const ConvGeom& G) {
-  return G.kh == 3 && G.kw == 3 && G.sh == 1 && G.sw == 1 && G.dh == 1 && G.dw == 1 && G.pl >= 0 && G.pl <= 2 && G.pt >= 0;
+  return G.kh == 3 && G.kw == 3 && G.sh == G.sw && (G.sh == 1 || G.sh == 2) && G.dh == 1 && G.dw == 1 && G.pl >= 0 &&
+         G.pl <= 2 && G.pt >= 0;
 }
 
 // One chunk of output rows [oy0, oy0+nrow) of plane x (channel ch). zrow: zeros, readable from
-// zrow - L to zrow + nv*L + L; tmp: room for DW_R1 + 2 padded row copies of rs floats.
+// zrow - L to zrow - L + rs; tmp: room for 2*DW_R1 + 1 padded row copies of rs floats.
 static void dw_direct_chunk(const DwCtx& c, const float* x, int ch, float bias, float* o, int oy0, int nrow,
                             const float* zrow, float* tmp, int rs) {
   const ConvGeom& G = *c.G;
+  const int S = G.sw;
   float wf[9];
   F swv = V::fzero();
   if (c.q8) {
@@ -505,15 +514,14 @@ static void dw_direct_chunk(const DwCtx& c, const float* x, int ch, float bias, 
   }
   const F bv = V::fset(bias);
   const float* xend = c.X + c.xlen;
-  const int span = c.nv * L + 2;  // floats read past a row's column -pl
+  const int span = S * c.nv * L + L + 4;  // floats read past a row's column -pl
   DwDir b;
   b.OW = G.OW;
-  const int RB = DW_R1;
-  const float* rows[DW_R1 + 2];
-  for (int r0 = 0; r0 < nrow; r0 += RB) {
-    const int R = std::min(RB, nrow - r0);
-    for (int py = 0; py < R + 2; py++) {
-      const int iy = oy0 + r0 + py - G.pt;
+  const float* rows[(DW_R1 - 1) * 2 + 3];
+  for (int r0 = 0; r0 < nrow; r0 += DW_R1) {
+    const int R = std::min(DW_R1, nrow - r0), nr = (R - 1) * S + 3;
+    for (int py = 0; py < nr; py++) {
+      const int iy = (oy0 + r0) * S + py - G.pt;
       if (iy < 0 || iy >= G.H) { rows[py] = zrow; continue; }
       const float* xr = x + (size_t)iy * G.W;
       if (xr - G.pl - L >= c.X && xr - G.pl + span + L <= xend) { rows[py] = xr; continue; }
@@ -524,18 +532,19 @@ static void dw_direct_chunk(const DwCtx& c, const float* x, int ch, float bias, 
     }
     for (int v0 = 0; v0 < c.nv; v0++) {
       const int ox0 = v0 * L;
-      const bool sel = !(ox0 - G.pl >= 0 && ox0 + L + 2 - G.pl <= G.W);
-      for (int py = 0; py < R + 2; py++) b.row[py] = rows[py] + ox0 - G.pl;
-      b.nl[0] = std::min(L, G.OW - ox0);
+      const bool sel = !(S * ox0 - G.pl >= 0 && S * (ox0 + L - 1) + 2 - G.pl < G.W);
+      for (int py = 0; py < nr; py++) b.row[py] = rows[py] + S * ox0 - G.pl;
+      b.nl = std::min(L, G.OW - ox0);
       if (sel)
         for (int kx = 0; kx < 3; kx++) {
-          const int c0 = ox0 + kx - G.pl;  // input column of lane 0
-          const int lo = std::min(L, std::max(0, -c0)), hi = std::max(0, std::min(L, G.W - c0));
-          b.m[0][kx] = V::bits(hi <= lo ? 0u : (((hi >= 32 ? ~0u : (1u << hi) - 1)) & ~((1u << lo) - 1)));
+          const int c0 = S * ox0 + kx - G.pl;  // input column of lane 0; lane l: c0 + S*l
+          const int lo = c0 >= 0 ? 0 : std::min(L, (-c0 + S - 1) / S);
+          const int hi = G.W - c0 <= 0 ? 0 : std::min(L, (G.W - c0 + S - 1) / S);
+          b.m[kx] = V::bits(hi <= lo ? 0u : (((hi >= 32 ? ~0u : (1u << hi) - 1)) & ~((1u << lo) - 1)));
         }
       b.o = o + (size_t)r0 * G.OW + ox0;
-      if (c.q8) kDwDirect.q[sel][R - 1](b, wf, swv, bv, *c.e);
-      else kDwDirect.f[sel][R - 1](b, wf, bv, *c.e);
+      if (c.q8) kDwDirect.q[S - 1][sel][R - 1](b, wf, swv, bv, *c.e);
+      else kDwDirect.f[S - 1][sel][R - 1](b, wf, bv, *c.e);
     }
   }
 }
@@ -591,8 +600,8 @@ static void dw_task(void* vc, int t, int th) {
   auto* tmp = (float*)scratch(th, 1).get(sizeof(float) * tmpn + sizeof(F) * 2 * nab * DW_NUQ + 64);
   F* scr = (F*)(tmp + tmpn);  // 64-byte aligned: tmpn is a multiple of 16 floats
   if (c.direct) {
-    const int rs = 3 * L + c.nv * L + 4;
-    auto* zb = (float*)scratch(th, 0).get(sizeof(float) * ((size_t)rs * (DW_R1 + 3)) + 64);
+    const int rs = 4 * L + G.sw * c.nv * L + 8;
+    auto* zb = (float*)scratch(th, 0).get(sizeof(float) * ((size_t)rs * (2 * DW_R1 + 2)) + 64);
     std::fill(zb, zb + rs, 0.f);
     for (int it = i0; it < i1; it++) {
       const int p = it / c.nchunk, chunk = it % c.nchunk, ch = p % c.C;
@@ -656,7 +665,7 @@ static void dw_conv(const void* P, bool q8, const ConvGeom& G, int batch, const 
     if (P.ncb != 1 || (P.ablock && P.ablock < P.Kg)) c.fast = nullptr;
   }
   c.xlen = (size_t)planes * G.H * G.W;
-  c.direct = c.fast && c.nv == 1 && dw_direct_ok(G);
+  c.direct = c.fast && dw_direct_ok(G) && (c.nv == 1 || G.sw == 2);
   const int ntask = (c.nitems + c.ipt - 1) / c.ipt;
   run_tasks(ntask, dw_task, &c, (double)planes * G.OH * G.OW * K);
 }

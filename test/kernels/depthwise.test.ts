@@ -2,8 +2,9 @@
  * Depthwise Conv / Q8Conv (group = C = M) on the native addon against the reference kernels, for
  * every ISA this machine can run: the row-oriented depthwise kernels have unrolled paths for
  * k x k (3, 5) with stride 1 or 2 and a generic path for everything else, zero-padded phase planes
- * per stride, row chunks (tall planes, few planes split for threads), a copy-free path for narrow
- * 3x3 stride-1 planes and whole-patch or blocked int8 windows. Skipped when the addon is not built.
+ * per stride, row chunks (tall planes, few planes split for threads), a copy-free path for 3x3
+ * stride 2 and narrow 3x3 stride 1, and whole-patch or blocked int8 windows. Skipped when the addon
+ * is not built.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -55,6 +56,7 @@ const CASES: ConvCase[] = [
   dw(40, 14, 14, [3, 3], { pads: [1, 1, 1, 1] }),                       // many planes (threads)
   dw(80, 10, 30, [3, 3], { pads: [1, 1, 1, 1] }),                       // several planes per task: the
   dw(70, 9, 20, [3, 3], { strides: [2, 2], pads: [1, 1, 1, 1] }),       // buffer's pads are kept
+  dw(40, 11, 21, [5, 5], { strides: [2, 2], pads: [2, 2, 2, 2] }),
   dw(24, 7, 7, [3, 3], { auto_pad: 'SAME_UPPER' }),
   // 3x3 stride 1 with one vector per row is read straight from X: pads 0..2 on the left, rows at
   // the ends of X, a left pad of 3 (not direct)
