@@ -1,12 +1,13 @@
 // Depthwise convolution (C == group == M: one input and one output channel per group), included by
 // kern_impl.h inside the per-ISA namespace.
 //
-// Row-oriented: lanes run over the output columns of one channel plane. Each task copies the input
-// rows it needs into a zero-padded buffer whose columns are split into `sw` phase planes (padded
-// column px goes to phase px % sw, index px / sw), so every tap of any stride, dilation and padding
-// is a plain contiguous load at a fixed offset: no masks, gathers or per-pixel maps. A "unit" is
-// one vector of L output columns of one output row; NU units are computed at once so that enough
-// independent FMA/max chains are in flight.
+// Row-oriented: lanes run over the output columns of one channel plane. Generic path: each task
+// copies the input rows it needs into a zero-padded buffer whose columns are split into `sw` phase
+// planes (padded column px goes to phase px % sw, index px / sw), so every tap of any stride,
+// dilation and padding is a plain contiguous load at a fixed offset: no masks, gathers or per-pixel
+// maps. A "unit" is one vector of L output columns of one output row; NU units are computed at once
+// so that enough independent FMA/max chains are in flight. k x k (3, 5) with stride 1 or 2 use
+// unrolled blocks over the same buffer, and 3x3 mostly skips the copy (dw_direct_chunk).
 
 #if Q8_W == 512
 static inline F dw_div(F a, F b) { return _mm512_div_ps(a, b); }
@@ -50,7 +51,7 @@ struct DwCtx {
   int ipt;      // items per task
   const int* toff;  // [K] offset of tap k in the buffer (phase plane, row, column)
   const struct DwFast* fast;  // unrolled kernels for this shape, or null
-  bool direct;   // 3x3 stride 1 straight from X (dw_direct_chunk)
+  bool direct;   // 3x3 straight from X (dw_direct_chunk)
   size_t xlen;   // floats in X
 };
 
@@ -594,17 +595,6 @@ static void dw_task(void* vc, int t, int th) {
   const DwCtx& c = *(const DwCtx*)vc;
   const ConvGeom& G = *c.G;
   const int i0 = t * c.ipt, i1 = std::min(c.nitems, i0 + c.ipt);
-  const size_t plane = (size_t)G.sw * c.Hs * c.Wq;
-  auto* buf = (float*)scratch(th, 0).get(sizeof(float) * plane * (c.q8 ? 2 : 1) + 64);
-  float* abuf = c.q8 ? buf + plane : nullptr;
-  int nab = 1;
-  if (c.q8) {
-    const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
-    nab = P.ablock ? (P.Kg + P.ablock - 1) / P.ablock : 1;
-  }
-  const size_t tmpn = ((size_t)G.sw * c.Wq + 2 * L + 15) & ~size_t(15);
-  auto* tmp = (float*)scratch(th, 1).get(sizeof(float) * tmpn + sizeof(F) * 2 * nab * DW_NUQ + 64);
-  F* scr = (F*)(tmp + tmpn);  // 64-byte aligned: tmpn is a multiple of 16 floats
   if (c.direct) {
     const int rs = 4 * L + G.sw * c.nv * L + 8;
     auto* zb = (float*)scratch(th, 0).get(sizeof(float) * ((size_t)rs * (2 * DW_R1 + 2)) + 64);
@@ -617,6 +607,17 @@ static void dw_task(void* vc, int t, int th) {
     }
     return;
   }
+  const size_t plane = (size_t)G.sw * c.Hs * c.Wq;
+  auto* buf = (float*)scratch(th, 0).get(sizeof(float) * plane * (c.q8 ? 2 : 1) + 64);
+  float* abuf = c.q8 ? buf + plane : nullptr;
+  int nab = 1;
+  if (c.q8) {
+    const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
+    nab = P.ablock ? (P.Kg + P.ablock - 1) / P.ablock : 1;
+  }
+  const size_t tmpn = ((size_t)G.sw * c.Wq + 2 * L + 15) & ~size_t(15);
+  auto* tmp = (float*)scratch(th, 1).get(sizeof(float) * tmpn + sizeof(F) * 2 * nab * DW_NUQ + 64);
+  F* scr = (F*)(tmp + tmpn);  // 64-byte aligned: tmpn is a multiple of 16 floats
   for (int it = i0; it < i1; it++) {
     const int p = it / c.nchunk, chunk = it % c.nchunk, ch = p % c.C;
     const int oy0 = chunk * c.rc, nrow = std::min(G.OH, oy0 + c.rc) - oy0;
@@ -641,7 +642,8 @@ static void dw_conv(const void* P, bool q8, const ConvGeom& G, int batch, const 
   c.nv = (G.OW + L - 1) / L;
   const int jmax = ((G.kw - 1) * G.dw) / G.sw;  // largest column shift of a tap in its phase plane
   c.Wq = (c.nv * L + jmax + L - 1) / L * L;
-  // Rows per chunk: the buffer(s) near L1; more chunks when there are too few planes for the threads.
+  // Rows per chunk: the buffer(s) near L1; more chunks when there are too few planes for the threads
+  // (the direct path has no buffer, but splits the same way).
   const int halo = (G.kh - 1) * G.dh + 1;
   const size_t rowbytes = sizeof(float) * G.sw * c.Wq * (q8 ? 2 : 1);
   const int hs = std::max<int>(halo, (int)((24 * 1024) / rowbytes));
