@@ -226,6 +226,34 @@ export function matMulPlan(args: CompileArgs): { K: number; N: number; W: Float3
   return { K, N, W: transpose(B.data as Float32Array, K, N) };
 }
 
+/**
+ * MatMul whose right side is computed at run time (attention's Q·Kᵀ and P·V): float32 A [..., M, K]
+ * and B [..., K, N] with the same leading dims, or B without them (broadcast). Each slice's B is
+ * transposed to W [N, K] and handed to `run` (which packs it); anything else runs the reference.
+ */
+export function dynamicMatMulKernel(ref: Kernel, run: (A: Float32Array, W: Float32Array, M: number, K: number, N: number, out: Float32Array) => void): Kernel {
+  return (inputs, ctx) => {
+    const [A, B] = inputs;
+    if (!f32(A) || !f32(B) || A.rank < 2 || B.rank < 2) return ref(inputs, ctx);
+    const M = A.shape[A.rank - 2]!, K = A.shape[A.rank - 1]!, N = B.shape[B.rank - 1]!;
+    if (B.shape[B.rank - 2] !== K || M * K * N === 0) return ref(inputs, ctx);
+    const lead = A.shape.slice(0, -2), bLead = B.shape.slice(0, -2);
+    const bCount = bLead.reduce((a, b) => a * b, 1);
+    const sameLead = bLead.length === lead.length && bLead.every((d, i) => d === lead[i]);
+    if (!sameLead && bCount !== 1) return ref(inputs, ctx);
+    if (!sameLead && bLead.length > lead.length) return ref(inputs, ctx);
+    const batches = lead.reduce((a, b) => a * b, 1);
+    const Y = ctx.alloc('float32', [...lead, M, N]);
+    const a = A.data as Float32Array, b = B.data as Float32Array, y = Y.data as Float32Array;
+    let W: Float32Array | null = null;
+    for (let i = 0; i < batches; i++) {
+      if (!W || sameLead) W = transpose(b.subarray((sameLead ? i : 0) * K * N, ((sameLead ? i : 0) + 1) * K * N), K, N);
+      run(a.subarray(i * M * K, (i + 1) * M * K), W, M, K, N, y.subarray(i * M * N, (i + 1) * M * N));
+    }
+    return [Y];
+  };
+}
+
 /** The run-time side of a compiled Gemm: A [M, K] (or [K, M] with transA) → out [M, N]. */
 export function gemmKernel(plan: GemmPlan, ref: Kernel, run: (A: Float32Array, M: number, out: Float32Array) => void): Kernel {
   const { transA, K, N } = plan;

@@ -114,6 +114,21 @@ test('Gemm and MatMul float32: native vs reference (transA/transB/alpha/beta fol
   });
 });
 
+test('MatMul with a run-time right side (attention): native vs reference, batched and broadcast', { skip }, () => {
+  const r = rng(14);
+  const shapes: [number[], number[]][] = [
+    [[2, 3, 5, 7], [2, 3, 7, 4]], [[4, 5, 6], [6, 3]], [[3, 5, 6], [1, 6, 2]], [[12, 1, 64], [12, 64, 33]], [[7, 9], [9, 40]],
+  ];
+  forEachIsa((isa) => {
+    for (const [sa, sb] of shapes) {
+      const A = Tensor.from('float32', sa, floats(r, sa.reduce((a, b) => a * b, 1)));
+      const B = Tensor.from('float32', sb, floats(r, sb.reduce((a, b) => a * b, 1)));
+      const { got, want } = both(node('MatMul', '', ['a', 'b'], {}), [A, B], [false, false]);
+      close(got, want, 1e-4, `${isa} MatMul ${JSON.stringify(sa)} x ${JSON.stringify(sb)}`, 1e-5);
+    }
+  });
+});
+
 /** Counts calls of an addon entry point, so a test can tell the native path ran (not the fallback). */
 function spy<K extends 'maxPoolF32' | 'addF32' | 'reluF32'>(name: K): { calls: number; restore(): void } {
   const a = addon as unknown as Record<string, (...args: unknown[]) => unknown>;

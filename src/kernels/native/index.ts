@@ -13,7 +13,7 @@
  */
 import { createRequire } from 'node:module';
 import {
-  biasOf, convF32Plan, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, maxPoolGeometry, q8ConvPlan, q8GemmPlan, reference,
+  biasOf, convF32Plan, dynamicMatMulKernel, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, maxPoolGeometry, q8ConvPlan, q8GemmPlan, reference,
   rowsKernel, sameShapeF32, windowsNest, type ActCode,
 } from '../compile-helpers.js';
 import { findPackageFile } from '../package-file.js';
@@ -126,6 +126,10 @@ function compileGemm(args: CompileArgs): Kernel | null {
 
 function compileMatMul(args: CompileArgs): Kernel | null {
   const n = addon!;
+  if (!args.consts[1]) {
+    // B known only at run time: pack each slice (O(K·N)) and run the GEMM (O(M·K·N)).
+    return dynamicMatMulKernel(reference(args.node), (A, W, M, K, N, out) => n.gemmF32(A, M, K, n.packF32(W, N, K), null, 0, 0, 0, out));
+  }
   const m = matMulPlan(args);
   if (!m) return null;
   const { K, N } = m;
