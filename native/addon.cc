@@ -585,6 +585,30 @@ ENTRY(ReluF32)
   return undef(env);
 END
 
+// erfF32(X, out): ONNX Erf over out.length values (libm erff per value, chunks over the pool): GELU
+// in transformer models calls it on every hidden activation.
+ENTRY(ErfF32)
+  Args a(env, info, 2, "erfF32");
+  size_t n;
+  napi_typedarray_type t;
+  void* d; napi_value ab; size_t off;
+  bool ok = false;
+  napi_is_typedarray(env, a.argv[1], &ok);
+  CHECK(env, ok, "out should be a typed array");
+  napi_get_typedarray_info(env, a.argv[1], &t, &n, &d, &ab, &off);
+  auto* X = a.arr<float>(0, napi_float32_array, n, "X");
+  auto* out = a.arr<float>(1, napi_float32_array, n, "out");
+  struct Ctx { const float* x; float* o; size_t n; } c{X, out, n};
+  constexpr size_t kChunk = 16384;
+  std::lock_guard<std::mutex> lk(pool().call);
+  parallel_for((int)((n + kChunk - 1) / kChunk), [](void* vc, int t, int) {
+    auto& c = *(Ctx*)vc;
+    size_t i0 = (size_t)t * kChunk, i1 = std::min(c.n, i0 + kChunk);
+    for (size_t i = i0; i < i1; i++) c.o[i] = std::erf(c.x[i]);
+  }, &c);
+  return undef(env);
+END
+
 // peak(kind 'int8'|'f32', iters) -> { ops, seconds } of a register-only loop on the calling thread.
 ENTRY(Peak)
   Args a(env, info, 2, "peak");
@@ -615,7 +639,7 @@ NAPI_MODULE_INIT() {
       {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
       {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
       {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"peak", Peak},
-      {"maxPoolF32", MaxPoolF32}, {"addF32", AddF32}, {"reluF32", ReluF32},
+      {"maxPoolF32", MaxPoolF32}, {"addF32", AddF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
   };
   for (auto& f : fns) {
     napi_value v;

@@ -273,19 +273,19 @@ type Compile = (a: CompileArgs) => Kernel | null;
 
 /**
  * A backend's fast kernels; each compiles to null (the reference runs) until `ready()`. The
- * memory-bound float ops (MaxPool, Relu, Add, q8.AddAct) are optional: a backend without them
+ * memory-bound float ops (MaxPool, Relu, Erf, Add, q8.AddAct) are optional: a backend without them
  * leaves them to the reference.
  */
 export function fastKernels(
   ready: () => boolean,
   c: {
     Conv: Compile; Gemm: Compile; MatMul: Compile; Q8Gemm: Compile; Q8Conv: Compile;
-    MaxPool?: Compile; Relu?: Compile; Add?: Compile; AddAct?: Compile;
+    MaxPool?: Compile; Relu?: Compile; Erf?: Compile; Add?: Compile; AddAct?: Compile;
   },
 ): readonly FastKernel[] {
   const guarded = (opType: string, domain: string, compile: Compile): FastKernel =>
     ({ opType, domain, compile: (a) => (ready() ? compile(a) : null) });
-  const optional = ([['MaxPool', '', c.MaxPool], ['Relu', '', c.Relu], ['Add', '', c.Add], ['AddAct', 'q8', c.AddAct]] as const)
+  const optional = ([['MaxPool', '', c.MaxPool], ['Relu', '', c.Relu], ['Erf', '', c.Erf], ['Add', '', c.Add], ['AddAct', 'q8', c.AddAct]] as const)
     .flatMap(([op, domain, compile]) => (compile ? [guarded(op, domain, compile)] : []));
   return [
     guarded('Conv', '', c.Conv),

@@ -55,6 +55,7 @@ export interface NativeAddon {
   addF32(A: Float32Array, B: Float32Array, act: 0 | 1, out: Float32Array): void;
   /** ONNX Relu over out.length values. */
   reluF32(X: Float32Array, out: Float32Array): void;
+  erfF32?(X: Float32Array, out: Float32Array): void;
   /** A register-only loop of the int8 dot ('int8') or FMA ('f32') on the calling thread. */
   peak(kind: 'int8' | 'f32', iterations: number): { ops: number; seconds: number };
 }
@@ -163,6 +164,19 @@ function compileRelu(args: CompileArgs): Kernel | null {
   };
 }
 
+function compileErf(args: CompileArgs): Kernel | null {
+  const n = addon!;
+  if (!n.erfF32) return null;  // an addon built before Erf existed
+  const ref = reference(args.node);
+  return (inputs, ctx) => {
+    const X = inputs[0];
+    if (!X || X.dtype !== 'float32') return ref(inputs, ctx);
+    const Y = ctx.alloc('float32', X.shape);
+    if (Y.size) n.erfF32!(X.data as Float32Array, Y.data as Float32Array);
+    return [Y];
+  };
+}
+
 /** Add (act 0) or q8.AddAct with Relu (act 1): same-shape float32 operands; anything else (broadcasting, other dtypes) runs the reference. */
 function compileAdd(args: CompileArgs, act: 0 | 1): Kernel | null {
   const n = addon!;
@@ -184,7 +198,7 @@ function compileAddAct(args: CompileArgs): Kernel | null {
 
 export const nativeKernels: readonly FastKernel[] = fastKernels(() => addon !== null, {
   Conv: compileConv, Gemm: compileGemm, MatMul: compileMatMul, Q8Gemm: compileQ8Gemm, Q8Conv: compileQ8Conv,
-  MaxPool: compileMaxPool, Relu: compileRelu, Add: (a) => compileAdd(a, 0), AddAct: compileAddAct,
+  MaxPool: compileMaxPool, Relu: compileRelu, Erf: compileErf, Add: (a) => compileAdd(a, 0), AddAct: compileAddAct,
 });
 
 function describe(): string {
