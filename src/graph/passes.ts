@@ -200,7 +200,37 @@ export function optimize(model: Model, opts: { fold?: boolean } = {}): void {
   checkOperators(model);
   if (opts.fold !== false) {
     foldConstants(model);
+    removeNoOps(model);
     fuseActivations(model);
   }
   removeDeadNodes(model);
+}
+
+/**
+ * Drop nodes that copy their input: Identity, and Average/MaxPool over 1x1 windows with unit strides
+ * and no padding (torchvision's adaptive 7x7 average pool on a 7x7 map exports as one). Their readers
+ * read the input instead; a node whose output is a graph output stays. Graphs with subgraphs (If)
+ * are left alone, since a branch may read the removed name from the outer scope.
+ */
+export function removeNoOps(model: Model): void {
+  const g = model.graph;
+  if (g.nodes.some((n) => Object.values(n.attrs).some((a) => a.type === 'graph' || a.type === 'graphs'))) return;
+  const outputs = new Set(g.outputs.map((o) => o.name));
+  const alias = new Map<string, string>();
+  const ints = (n: Node, k: string) => { const a = n.attrs[k]; return a && a.type === 'ints' ? a.value : undefined; };
+  const isNoOp = (n: Node): boolean => {
+    if (n.domain !== '' || n.inputs.length < 1 || !n.inputs[0] || n.outputs.length !== 1) return false;
+    if (n.opType === 'Identity') return true;
+    if (n.opType !== 'AveragePool' && n.opType !== 'MaxPool') return false;
+    const k = ints(n, 'kernel_shape');
+    const pad = n.attrs['auto_pad'];
+    if (pad && pad.type === 'string' && pad.value !== 'NOTSET' && pad.value !== 'VALID') return false;
+    return !!k && k.every((d) => d === 1) && (ints(n, 'strides') ?? []).every((d) => d === 1) && (ints(n, 'pads') ?? []).every((d) => d === 0);
+  };
+  g.nodes = g.nodes.filter((n) => {
+    n.inputs = n.inputs.map((i) => (i && alias.get(i)) || i);
+    if (!isNoOp(n) || outputs.has(n.outputs[0]!)) return true;
+    alias.set(n.outputs[0]!, n.inputs[0]!);
+    return false;
+  });
 }

@@ -121,3 +121,25 @@ test('a fused Add keeps the model opset\'s broadcasting (regression: q8.AddAct o
     assert.deepEqual([...y.data], [0, 0, 0, 1, 0.5, 0]);
   }
 });
+
+test('no-op nodes (Identity, 1x1 unit-stride pools) are bypassed at load; real pools and graph outputs stay', () => {
+  const g = emptyGraph('noops');
+  g.inputs.push({ name: 'x', dtype: 'float32', shape: [1, 2, 3, 3] });
+  const ints = (v: number[]) => ({ type: 'ints' as const, value: v });
+  g.nodes.push(
+    { name: 'id', opType: 'Identity', domain: '', inputs: ['x'], outputs: ['a'], attrs: {} },
+    { name: 'avg1', opType: 'AveragePool', domain: '', inputs: ['a'], outputs: ['b'], attrs: { kernel_shape: ints([1, 1]), strides: ints([1, 1]), pads: ints([0, 0, 0, 0]) } },
+    { name: 'max2', opType: 'MaxPool', domain: '', inputs: ['b'], outputs: ['c'], attrs: { kernel_shape: ints([2, 2]) } },
+    { name: 'avgpad', opType: 'AveragePool', domain: '', inputs: ['b'], outputs: ['d'], attrs: { kernel_shape: ints([1, 1]), pads: ints([1, 1, 1, 1]) } },
+    { name: 'out', opType: 'Identity', domain: '', inputs: ['b'], outputs: ['e'], attrs: {} },
+  );
+  g.outputs.push({ name: 'c', dtype: 'float32' }, { name: 'd', dtype: 'float32' }, { name: 'e', dtype: 'float32' });
+  const m: Model = { graph: g, opsets: new Map([['', 13]]), irVersion: 8, producerName: 't', producerVersion: '0', metadata: new Map() };
+  const plain = Session.create(cloneModel(m), { backend: 'ref', optimize: false });
+  const s = Session.create(cloneModel(m), { backend: 'ref' });
+  assert.deepEqual(s.model.graph.nodes.map((n) => n.name), ['max2', 'avgpad', 'out']);
+  assert.deepEqual(s.model.graph.nodes.map((n) => n.inputs[0]), ['x', 'x', 'x']);
+  const x = new Tensor('float32', [1, 2, 3, 3], Float32Array.from({ length: 18 }, (_, i) => Math.sin(i) * 3));
+  const a = s.runSync({ x }), b = plain.runSync({ x });
+  for (const k of ['c', 'd', 'e']) assert.deepEqual(Array.from(a[k]!.data as Float32Array), Array.from(b[k]!.data as Float32Array), k);
+});
