@@ -19,7 +19,7 @@ export function convertCommand(program: Command): void {
     .requiredOption('-o, --output <file>', 'output .onnx file')
     .option('--quantize', 'quantize Conv/Gemm/MatMul weights to int8 with local windows')
     .addOption(new Option('--weight-window <w>', 'weight window: one output channel, or blocks of N input values').choices(['channel', '32', '64', '128', '256']).default('channel'))
-    .option('--activation-window <w>', 'activation window: row (Gemm/MatMul rows, whole Conv patches), patch (= row), tap (Conv: one input pixel\'s channels), or N values; default: tap for ungrouped Conv with >= 128 input channels and a kernel > 1x1, patch for other Conv, row for Gemm/MatMul')
+    .option('--activation-window <w>', 'activation window: row (Gemm/MatMul rows, whole Conv patches; the default), patch (= row), tap (ungrouped Conv: one input pixel\'s channels), or N values')
     .option('--exclude <names>', 'layers to keep in fp32: node names or op types, comma-separated')
     .option('--report', 'print the per-layer quantization report')
     .option('--json', 'with --report: print the report as JSON')

@@ -27,7 +27,7 @@ function q8Nodes(m: Model) {
   return { nodes: s.model.graph.nodes.filter((n) => n.domain === 'q8' && (n.opType === 'Q8Conv' || n.opType === 'Q8Gemm')), session: s };
 }
 
-for (const opts of [{}, { weightWindow: 32 }, { weightWindow: 64, activationWindow: 32 }] as QuantizeOptions[]) {
+for (const opts of [{}, { weightWindow: 32 }, { weightWindow: 64, activationWindow: 32 }, { activationWindow: 'tap' }] as QuantizeOptions[]) {
   test(`save → load round trip keeps int8 weights and outputs (${JSON.stringify(opts)})`, () => {
     const fp = smallCnn(3);
     const x = randomImages(5, 2);
@@ -55,6 +55,9 @@ for (const opts of [{}, { weightWindow: 32 }, { weightWindow: 64, activationWind
       // Conv/Gemm weights are stored output-major already; MatMul's [K,N] is transposed at load.
       if (n.name !== 'fc2') assert.ok(stored.includes([...(wq.data as Int8Array)].join(',')), `${n.name}: int8 weights should be the stored ones`);
     }
+    // Tap windows only for the ungrouped convs; grouped/depthwise convs keep patches, Gemm/MatMul rows.
+    const taps = nodes.filter((n) => n.attrs['act_tap']?.value === 1).map((n) => n.name).sort();
+    assert.deepEqual(taps, opts.activationWindow === 'tap' ? ['conv1', 'pointwise'] : []);
     const acts = Object.fromEntries(nodes.map((n) => [n.name, n.attrs['activation']?.value ?? '']));
     assert.deepEqual(acts, { conv1: 'Relu', dw: 'Clip', grouped: '', pointwise: 'Relu', fc1: 'Relu', fc2: '' });
     assert.ok(!sess.model.graph.nodes.some((n) => n.opType === 'Relu' || n.opType === 'Clip'));
