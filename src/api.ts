@@ -34,6 +34,12 @@ export interface LoadOptions extends SessionOptions {
   /** TensorFlow: graph inputs and outputs to keep (everything else is pruned). */
   tfInputs?: string[];
   tfOutputs?: string[];
+  /**
+   * Accept NaN in float inputs. Default false: run() refuses them with an error naming the input,
+   * because int8 layers quantize a NaN to 0 and Relu/Clip in fused kernels map it to a bound, so a
+   * NaN would otherwise come out as an ordinary-looking wrong answer.
+   */
+  allowNaN?: boolean;
 }
 
 export interface TopKResult {
@@ -62,7 +68,7 @@ export class Q8Model {
   private sessionCache: Session | undefined;
   private workerCache: Promise<WorkerModel> | undefined;
 
-  constructor(readonly graph: Model, readonly options: SessionOptions & { worker?: boolean } = {}) {}
+  constructor(readonly graph: Model, readonly options: SessionOptions & { worker?: boolean; allowNaN?: boolean } = {}) {}
 
   /** Inputs the caller feeds (name, dtype, shape with null/strings for free dims). */
   get inputs(): readonly ValueInfo[] { return feedInputs(this.graph.graph); }
@@ -81,6 +87,7 @@ export class Q8Model {
 
   /** Run on named inputs; resolves with every output (or those named). */
   async run(feeds: Record<string, Tensor>, outputNames?: string[]): Promise<Record<string, Tensor>> {
+    this.checkFeeds(feeds);
     if (!this.options.worker) return this.session.run(feeds, outputNames);
     this.workerCache ??= WorkerModel.create(this.toBytes(), { ...this.options, worker: false });
     return (await this.workerCache).run(feeds, outputNames);
@@ -94,7 +101,20 @@ export class Q8Model {
   }
 
   runSync(feeds: Record<string, Tensor>, outputNames?: string[]): Record<string, Tensor> {
+    this.checkFeeds(feeds);
     return this.session.runSync(feeds, outputNames);
+  }
+
+  private checkFeeds(feeds: Record<string, Tensor>): void {
+    if (this.options.allowNaN) return;
+    for (const [name, t] of Object.entries(feeds)) {
+      if (!(t instanceof Tensor)) continue;  // the session names what is wrong
+      const i = firstNaN(t);
+      if (i >= 0) {
+        throw new Q8Error(`input '${name}' holds NaN (first at flat index ${i} of shape [${t.shape.join(',')}]); ` +
+          'load with { allowNaN: true } to run it anyway', { file: this.graph.source });
+      }
+    }
   }
 
   /** One input in, the first output out. */
@@ -174,14 +194,28 @@ export function loadGraph(source: string | Uint8Array, opts: LoadOptions = {}): 
   return loadModel(source, o);
 }
 
-function sessionOptions(o: LoadOptions): SessionOptions & { worker?: boolean } {
-  const s: SessionOptions & { worker?: boolean } = {};
+function sessionOptions(o: LoadOptions): SessionOptions & { worker?: boolean; allowNaN?: boolean } {
+  const s: SessionOptions & { worker?: boolean; allowNaN?: boolean } = {};
   if (o.backend) s.backend = o.backend;
   if (o.threads) s.threads = o.threads;
   if (o.optimize !== undefined) s.optimize = o.optimize;
   if (o.profile) s.profile = true;
   if (o.worker) s.worker = true;
+  if (o.allowNaN) s.allowNaN = true;
   return s;
+}
+
+/** Index of the first NaN in a float tensor, or -1 (other dtypes have none). */
+function firstNaN(t: Tensor): number {
+  if (t.dtype === 'float32' || t.dtype === 'float64') {
+    const d = t.data as Float32Array | Float64Array;
+    for (let i = 0; i < d.length; i++) if (d[i] !== d[i]) return i;
+  } else if (t.dtype === 'float16' || t.dtype === 'bfloat16') {
+    const d = t.data as Uint16Array;
+    const [exp, man] = t.dtype === 'float16' ? [0x7c00, 0x03ff] : [0x7f80, 0x007f];
+    for (let i = 0; i < d.length; i++) if ((d[i]! & exp) === exp && (d[i]! & man) !== 0) return i;
+  }
+  return -1;
 }
 
 export function argmaxRows(t: Tensor): Int32Array {
