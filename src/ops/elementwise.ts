@@ -456,6 +456,12 @@ const powOp: OpSchema = {
     if (ctx.opset < 12) sameDtype(a, b, 'Pow');
     const p = broadcastPlan([a.shape, binaryShapes(a, b, ctx)]);
     const y = ctx.alloc(a.dtype, p.shape);
+    if (ka === 'float' && kb === 'float' && (a.dtype === 'float32' || a.dtype === 'float64') && b.size === 1 && b.rank <= a.rank && b.num(0) === 2) {
+      // x², as in LayerNorm's variance: one product, exact in float64 for float32 x, so no Math.pow.
+      const x = a.data as Float32Array | Float64Array, out = y.data as Float32Array | Float64Array;
+      for (let i = 0; i < x.length; i++) out[i] = x[i]! * x[i]!;
+      return [y];
+    }
     let f: (x: any, e: any) => any;
     if (ka === 'big' && kb === 'big') f = powBig;
     else if (ka === 'big') f = (x: bigint, e: number) => { const r = Math.trunc(Number(x) ** e); return Number.isFinite(r) ? BigInt(r) : 0n; };
