@@ -201,6 +201,7 @@ export function optimize(model: Model, opts: { fold?: boolean } = {}): void {
   if (opts.fold !== false) {
     foldConstants(model);
     removeNoOps(model);
+    fuseLayerNorms(model);
     fuseActivations(model);
   }
   removeDeadNodes(model);
@@ -233,4 +234,75 @@ export function removeNoOps(model: Model): void {
     alias.set(n.outputs[0]!, n.inputs[0]!);
     return false;
   });
+}
+
+/**
+ * PyTorch exports LayerNorm over the last axis as nine float32 ops: ReduceMean(x) → Sub → Pow(·, 2) →
+ * ReduceMean → Add(eps) → Sqrt → Div → Mul(gamma) → Add(beta). They become one q8.LayerNorm that
+ * takes the same float32 steps in one pass per row. Constant scalar eps, constant 1-D gamma and beta,
+ * ReduceMean over axes [-1] with keepdims, and every intermediate read only inside the chain.
+ */
+export function fuseLayerNorms(model: Model): void {
+  const g = model.graph;
+  if (opsetOf(model, '') >= 18) return;  // ReduceMean's axes became an input; not matched here
+  const readers = new Map<string, Node[]>();
+  for (const n of g.nodes) for (const i of nodeReads(n)) { const l = readers.get(i) ?? []; l.push(n); readers.set(i, l); }
+  const outputs = new Set(g.outputs.map((o) => o.name));
+  const only = (v: string, count = 1): Node[] | null => {
+    const r = readers.get(v) ?? [];
+    return r.length === count && !outputs.has(v) ? r : null;
+  };
+  const one = (v: string, op: string): Node | null => {
+    const r = only(v);
+    return r && r[0]!.domain === '' && r[0]!.opType === op && r[0]!.outputs.length === 1 ? r[0]! : null;
+  };
+  const cst = (name: string | undefined) => (name ? g.initializers.get(name) : undefined);
+  const scalar = (name: string | undefined): number | undefined => {
+    const t = cst(name);
+    return t && (t.dtype === 'float32' || t.dtype === 'float64') && t.size === 1 ? t.num(0) : undefined;
+  };
+  const lastAxisMean = (n: Node): boolean => {
+    const a = n.attrs['axes'], k = n.attrs['keepdims'];
+    return n.domain === '' && n.opType === 'ReduceMean' && n.inputs.length === 1 && !!a && a.type === 'ints' && a.value.length === 1 && a.value[0] === -1 &&
+      (!k || (k.type === 'int' && k.value === 1));
+  };
+  const other = (n: Node, v: string) => (n.inputs[0] === v ? n.inputs[1] : n.inputs[0]);
+  const removed = new Set<Node>();
+  for (const mean of g.nodes) {
+    if (!lastAxisMean(mean) || removed.has(mean)) continue;
+    const x = mean.inputs[0]!;
+    const sub = one(mean.outputs[0]!, 'Sub');
+    if (!sub || sub.inputs[0] !== x || sub.inputs[1] !== mean.outputs[0]) continue;
+    const d = sub.outputs[0]!;
+    const dr = only(d, 2);
+    if (!dr) continue;
+    const pow = dr.find((n) => n.domain === '' && n.opType === 'Pow' && n.inputs[0] === d);
+    const div = dr.find((n) => n.domain === '' && n.opType === 'Div' && n.inputs[0] === d);
+    if (!pow || !div || scalar(pow.inputs[1]) !== 2) continue;
+    const mean2 = one(pow.outputs[0]!, 'ReduceMean');
+    if (!mean2 || !lastAxisMean(mean2)) continue;
+    const addEps = one(mean2.outputs[0]!, 'Add');
+    const eps = addEps ? scalar(other(addEps, mean2.outputs[0]!)) : undefined;
+    if (!addEps || eps === undefined) continue;
+    const sqrt = one(addEps.outputs[0]!, 'Sqrt');
+    if (!sqrt || div.inputs[1] !== sqrt.outputs[0] || !only(sqrt.outputs[0]!)) continue;
+    const mul = one(div.outputs[0]!, 'Mul');
+    const gamma = mul ? other(mul, div.outputs[0]!) : undefined;
+    const gt = cst(gamma);
+    if (!mul || !gt || gt.rank !== 1 || gt.dtype !== 'float32') continue;
+    const addB = one(mul.outputs[0]!, 'Add');
+    const beta = addB ? other(addB, mul.outputs[0]!) : undefined;
+    const bt = cst(beta);
+    if (!addB || !bt || bt.rank !== 1 || bt.dtype !== 'float32' || bt.size !== gt.size) continue;
+    const chain = [mean, sub, pow, mean2, addEps, sqrt, div, mul, addB];
+    if (chain.some((n) => removed.has(n))) continue;
+    for (const n of chain.slice(1)) removed.add(n);
+    // The first node becomes the fused one (it sits before every reader of the chain's output).
+    mean.opType = 'LayerNorm';
+    mean.domain = 'q8';
+    mean.inputs = [x, gamma!, beta!];
+    mean.outputs = [addB.outputs[0]!];
+    mean.attrs = { epsilon: { type: 'float', value: eps } };
+  }
+  if (removed.size) g.nodes = g.nodes.filter((n) => !removed.has(n));
 }

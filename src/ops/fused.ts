@@ -5,6 +5,7 @@
  * The reference runs ONNX Conv, then the activation, exactly as the unfused graph did.
  * `AddAct` {activation: 'Relu'} is ONNX Add followed by Relu (a residual block's join), so the
  * backends add and clamp in one pass over memory; its reference is ONNX Add then the activation.
+ * `LayerNorm` is the nine-op last-axis LayerNorm chain of PyTorch exports (graph/passes.ts fuseLayerNorms).
  */
 import { Q8Error } from '../core/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -36,7 +37,37 @@ function onnxContext(ctx: KernelContext): KernelContext {
   return { ...ctx, opset: ctx.attrs.int('onnx_opset', 21) };
 }
 
+/**
+ * q8.LayerNorm(X, gamma, beta) {epsilon}: the nine-op LayerNorm chain of PyTorch exports over the
+ * last axis, taking the same float32 steps (each rounded as the unfused graph rounds it) per row.
+ */
+function layerNorm(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Tensor[] {
+  const [X, G, B] = inputs;
+  if (!X || !G || !B || X.dtype !== 'float32' || G.dtype !== 'float32' || B.dtype !== 'float32' || X.rank < 1) {
+    throw new Q8Error('LayerNorm needs float32 X, gamma and beta');
+  }
+  const C = X.shape[X.rank - 1]!;
+  if (G.size !== C || B.size !== C) throw new Q8Error(`LayerNorm: gamma/beta have ${G.size}/${B.size} values for a last axis of ${C}`);
+  const eps = Math.fround(ctx.attrs.float('epsilon', 1e-5));
+  const x = X.data as Float32Array, gm = G.data as Float32Array, bt = B.data as Float32Array;
+  const Y = ctx.alloc('float32', X.shape);
+  const y = Y.data as Float32Array;
+  const f = Math.fround;
+  const d = new Float32Array(C);
+  for (let r = 0, o = 0; o < x.length; r++, o += C) {
+    let s = 0;
+    for (let i = 0; i < C; i++) s += x[o + i]!;
+    const mean = f(s / C);
+    let s2 = 0;
+    for (let i = 0; i < C; i++) { const v = f(x[o + i]! - mean); d[i] = v; s2 += f(v * v); }
+    const sd = f(Math.sqrt(f(f(s2 / C) + eps)));
+    for (let i = 0; i < C; i++) y[o + i] = f(f(f(d[i]! / sd) * gm[i]!) + bt[i]!);
+  }
+  return [Y];
+}
+
 export const ops: OpSchema[] = [
+  { opType: 'LayerNorm', domain: 'q8', run: layerNorm },
   {
     opType: 'ConvAct',
     domain: 'q8',

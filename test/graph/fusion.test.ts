@@ -143,3 +143,34 @@ test('no-op nodes (Identity, 1x1 unit-stride pools) are bypassed at load; real p
   const a = s.runSync({ x }), b = plain.runSync({ x });
   for (const k of ['c', 'd', 'e']) assert.deepEqual(Array.from(a[k]!.data as Float32Array), Array.from(b[k]!.data as Float32Array), k);
 });
+
+test('the nine-op LayerNorm chain of PyTorch exports becomes one q8.LayerNorm with the same outputs; a chain read elsewhere stays', () => {
+  const build = (leak: boolean): Model => {
+    const g = emptyGraph('ln');
+    g.inputs.push({ name: 'x', dtype: 'float32', shape: [2, 5, 24] });
+    const C = 24;
+    const gam = Float32Array.from({ length: C }, (_, i) => 0.5 + Math.cos(i) * 0.3), bet = Float32Array.from({ length: C }, (_, i) => Math.sin(i * 1.7) * 0.2);
+    g.initializers.set('gamma', new Tensor('float32', [C], gam));
+    g.initializers.set('beta', new Tensor('float32', [C], bet));
+    g.initializers.set('two', new Tensor('float32', [], Float32Array.of(2)));
+    g.initializers.set('eps', new Tensor('float32', [], Float32Array.of(1e-5)));
+    const axes = { axes: { type: 'ints' as const, value: [-1] } };
+    const n = (name: string, opType: string, inputs: string[], attrs = {}) => g.nodes.push({ name, opType, domain: '', inputs, outputs: [name], attrs });
+    n('m', 'ReduceMean', ['x'], axes); n('d', 'Sub', ['x', 'm']); n('p', 'Pow', ['d', 'two']); n('v', 'ReduceMean', ['p'], axes);
+    n('ve', 'Add', ['v', 'eps']); n('s', 'Sqrt', ['ve']); n('q', 'Div', ['d', 's']); n('gm', 'Mul', ['q', 'gamma']); n('y', 'Add', ['gm', 'beta']);
+    g.outputs.push({ name: 'y', dtype: 'float32' });
+    if (leak) g.outputs.push({ name: 'v', dtype: 'float32' });
+    return { graph: g, opsets: new Map([['', 13]]), irVersion: 8, producerName: 't', producerVersion: '0', metadata: new Map() };
+  };
+  const x = new Tensor('float32', [2, 5, 24], Float32Array.from({ length: 240 }, (_, i) => Math.sin(i * 0.37) * 3 + (i % 24) * 0.1));
+  for (const leak of [false, true]) {
+    const m = build(leak);
+    const s = Session.create(cloneModel(m), { backend: 'ref' });
+    const plain = Session.create(cloneModel(m), { backend: 'ref', optimize: false });
+    const kinds = s.model.graph.nodes.map((nd) => nd.opType);
+    if (leak) assert.ok(!kinds.includes('LayerNorm') && kinds.length === 9, kinds.join(' '));
+    else assert.deepEqual(kinds, ['LayerNorm']);
+    const a = s.runSync({ x })['y']!.data as Float32Array, b = plain.runSync({ x })['y']!.data as Float32Array;
+    for (let i = 0; i < b.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 2e-6 * (1 + Math.abs(b[i]!)), `${leak} y[${i}]: ${a[i]} vs ${b[i]}`);
+  }
+});
