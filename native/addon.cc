@@ -307,6 +307,19 @@ struct Args {
     napi_typeof(env, argv[i], &t);
     return t == napi_null || t == napi_undefined;
   }
+  // Element count of the typed array at i (the element-wise entries size their work by `out`).
+  size_t len(size_t i, const char* what) {
+    bool ok = false;
+    napi_is_typedarray(env, argv[i], &ok);
+    CHECK(env, ok, std::string(what) + " should be a typed array");
+    napi_typedarray_type t;
+    size_t n;
+    void* data;
+    napi_value ab;
+    size_t off;
+    napi_get_typedarray_info(env, argv[i], &t, &n, &data, &ab, &off);
+    return n;
+  }
   template <class T> T* arr(size_t i, napi_typedarray_type want, size_t min_len, const char* what) {
     bool ok = false;
     napi_is_typedarray(env, argv[i], &ok);
@@ -553,13 +566,7 @@ ENTRY(AddF32)
   Args a(env, info, 4, "addF32");
   int act = a.i32(2);
   CHECK(env, act == 0 || act == 1, "addF32: act should be 0 (none) or 1 (Relu)");
-  size_t n;
-  napi_typedarray_type t;
-  void* d; napi_value ab; size_t off;
-  bool ok = false;
-  napi_is_typedarray(env, a.argv[3], &ok);
-  CHECK(env, ok, "out should be a typed array");
-  napi_get_typedarray_info(env, a.argv[3], &t, &n, &d, &ab, &off);
+  size_t n = a.len(3, "out");
   auto* A = a.arr<float>(0, napi_float32_array, n, "A");
   auto* B = a.arr<float>(1, napi_float32_array, n, "B");
   auto* out = a.arr<float>(3, napi_float32_array, n, "out");
@@ -571,13 +578,7 @@ END
 // reluF32(X, out): ONNX Relu over out.length values.
 ENTRY(ReluF32)
   Args a(env, info, 2, "reluF32");
-  size_t n;
-  napi_typedarray_type t;
-  void* d; napi_value ab; size_t off;
-  bool ok = false;
-  napi_is_typedarray(env, a.argv[1], &ok);
-  CHECK(env, ok, "out should be a typed array");
-  napi_get_typedarray_info(env, a.argv[1], &t, &n, &d, &ab, &off);
+  size_t n = a.len(1, "out");
   auto* X = a.arr<float>(0, napi_float32_array, n, "X");
   auto* out = a.arr<float>(1, napi_float32_array, n, "out");
   std::lock_guard<std::mutex> lk(pool().call);
@@ -589,13 +590,7 @@ END
 // in transformer models calls it on every hidden activation.
 ENTRY(ErfF32)
   Args a(env, info, 2, "erfF32");
-  size_t n;
-  napi_typedarray_type t;
-  void* d; napi_value ab; size_t off;
-  bool ok = false;
-  napi_is_typedarray(env, a.argv[1], &ok);
-  CHECK(env, ok, "out should be a typed array");
-  napi_get_typedarray_info(env, a.argv[1], &t, &n, &d, &ab, &off);
+  size_t n = a.len(1, "out");
   auto* X = a.arr<float>(0, napi_float32_array, n, "X");
   auto* out = a.arr<float>(1, napi_float32_array, n, "out");
   struct Ctx { const float* x; float* o; size_t n; } c{X, out, n};
