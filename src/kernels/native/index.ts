@@ -152,29 +152,28 @@ function compileMaxPool(args: CompileArgs): Kernel | null {
   };
 }
 
-function compileRelu(args: CompileArgs): Kernel | null {
-  const n = addon!;
+/** An element-wise float32 op run by `fn(X, out)`; other dtypes run the reference. */
+function unaryF32(args: CompileArgs, fn: (X: Float32Array, out: Float32Array) => void): Kernel {
   const ref = reference(args.node);
   return (inputs, ctx) => {
     const X = inputs[0];
     if (!X || X.dtype !== 'float32') return ref(inputs, ctx);
     const Y = ctx.alloc('float32', X.shape);
-    if (Y.size) n.reluF32(X.data as Float32Array, Y.data as Float32Array);
+    if (Y.size) fn(X.data as Float32Array, Y.data as Float32Array);
     return [Y];
   };
 }
 
+function compileRelu(args: CompileArgs): Kernel | null {
+  const n = addon!;
+  return unaryF32(args, (X, out) => n.reluF32(X, out));
+}
+
 function compileErf(args: CompileArgs): Kernel | null {
   const n = addon!;
-  if (!n.erfF32) return null;  // an addon built before Erf existed
-  const ref = reference(args.node);
-  return (inputs, ctx) => {
-    const X = inputs[0];
-    if (!X || X.dtype !== 'float32') return ref(inputs, ctx);
-    const Y = ctx.alloc('float32', X.shape);
-    if (Y.size) n.erfF32!(X.data as Float32Array, Y.data as Float32Array);
-    return [Y];
-  };
+  const erf = n.erfF32;
+  if (!erf) return null;  // an addon built before Erf existed
+  return unaryF32(args, (X, out) => erf.call(n, X, out));
 }
 
 /** Add (act 0) or q8.AddAct with Relu (act 1): same-shape float32 operands; anything else (broadcasting, other dtypes) runs the reference. */
