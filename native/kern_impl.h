@@ -528,6 +528,29 @@ __attribute__((noinline)) static void q8_conv_tile(const PackQ8Conv& P, const in
   }
 }
 
+// The output-channel blocks [blk0, blk1) of group g over one packed panel of npix pixels; `out`
+// points at pixel p0 of output channel 0 of this image, ldo is the channel plane size.
+static void q8_conv_blocks(const PackQ8Conv& P, int g, int blk0, int blk1, const uint8_t* panel, const float* sa,
+                           const Epi& e, float* out, size_t ldo, int npix) {
+  for (int blk = blk0; blk < blk1; blk++) {
+    size_t bi = (size_t)g * P.nblk + blk;
+    const int8_t* w = P.w.data() + bi * P.K4 * kCB * 4;
+    const int32_t* init = (V::kU8 ? P.init : P.zinit).data() + bi * P.ncb * kCB;
+    const float* ws = P.wscale.data() + bi * P.nwb * kCB;
+    int n0 = g * P.Mg + blk * kCB, nch = std::min(kCB, P.Mg - blk * kCB);
+    const float* bias = e.bias ? e.bias + n0 : nullptr;
+    float* o = out + (size_t)n0 * ldo;
+    for (int ci = 0; ci < kCB && ci < nch; ci += CMI)
+      for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV) {
+        // A partial last panel (e.g. 7x7 = 49 pixels = 48 + 1) computes only the vectors it has.
+        int nv = std::min(CNV, (npix - v0 * L + L - 1) / L);
+        if (nv >= CNV) q8_conv_tile<CMI, CNV>(P, w, init, ws, ci, v0, panel, sa, bias, e, o, ldo, nch, npix);
+        else if (nv == 2) q8_conv_tile<CMI, 2>(P, w, init, ws, ci, v0, panel, sa, bias, e, o, ldo, nch, npix);
+        else q8_conv_tile<CMI, 1>(P, w, init, ws, ci, v0, panel, sa, bias, e, o, ldo, nch, npix);
+      }
+  }
+}
+
 // Few panels (small images) leave threads idle or unbalanced: split each panel's output channels
 // into ranges (each range re-packs the panel, cheap next to its share of the GEMM).
 static int conv_split(int tasks, int nblk) {
@@ -562,23 +585,7 @@ static void conv_q8_task(void* vc, int task, int th) {
   const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * HW;
   if (c.cmax) q8_pack_panel_tm(P, mp, x, HW, c.cmax + ((size_t)b * c.group + g) * HW, panel, sa);
   else q8_pack_panel(P, mp, x, HW, panel, sa);
-  for (int blk = blk0; blk < blk1; blk++) {
-    size_t bi = (size_t)g * P.nblk + blk;
-    const int8_t* w = P.w.data() + bi * P.K4 * kCB * 4;
-    const int32_t* init = (V::kU8 ? P.init : P.zinit).data() + bi * P.ncb * kCB;
-    const float* ws = P.wscale.data() + bi * P.nwb * kCB;
-    int n0 = g * P.Mg + blk * kCB, nch = std::min(kCB, P.Mg - blk * kCB);
-    const float* bias = c.e->bias ? c.e->bias + n0 : nullptr;
-    float* o = c.out + ((size_t)b * c.M + n0) * c.OHW + p0;
-    for (int ci = 0; ci < kCB && ci < nch; ci += CMI)
-      for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV) {
-        // A partial last panel (e.g. 7x7 = 49 pixels = 48 + 1) computes only the vectors it has.
-        int nv = std::min(CNV, (npix - v0 * L + L - 1) / L);
-        if (nv >= CNV) q8_conv_tile<CMI, CNV>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, c.OHW, nch, npix);
-        else if (nv == 2) q8_conv_tile<CMI, 2>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, c.OHW, nch, npix);
-        else q8_conv_tile<CMI, 1>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, c.OHW, nch, npix);
-      }
-  }
+  q8_conv_blocks(P, g, blk0, blk1, panel, sa, *c.e, c.out + (size_t)b * c.M * c.OHW + p0, c.OHW, npix);
 }
 
 #include "kern_dw.h"

@@ -135,21 +135,7 @@ static void tap_conv_task(void* vc, int task, int th) {
       }
     }
   }
-  for (int blk = blk0; blk < blk1; blk++) {
-    const int8_t* w = P.w.data() + (size_t)blk * P.K4 * kCB * 4;
-    const int32_t* init = (V::kU8 ? P.init : P.zinit).data() + (size_t)blk * P.ncb * kCB;
-    const float* ws = P.wscale.data() + (size_t)blk * P.nwb * kCB;
-    int n0 = blk * kCB, nch = std::min(kCB, P.M - n0);
-    const float* bias = c.e->bias ? c.e->bias + n0 : nullptr;
-    float* o = c.out + (size_t)n0 * OHW + p0;
-    for (int ci = 0; ci < kCB && ci < nch; ci += CMI)
-      for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV) {
-        int n = std::min(CNV, (npix - v0 * L + L - 1) / L);
-        if (n >= CNV) q8_conv_tile<CMI, CNV>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, OHW, nch, npix);
-        else if (n == 2) q8_conv_tile<CMI, 2>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, OHW, nch, npix);
-        else q8_conv_tile<CMI, 1>(P, w, init, ws, ci, v0, panel, sa, bias, *c.e, o, OHW, nch, npix);
-      }
-  }
+  q8_conv_blocks(P, 0, blk0, blk1, panel, sa, *c.e, c.out + p0, OHW, npix);
 }
 
 static void conv_q8_tap(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
