@@ -8,29 +8,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nativeAddon, nativeBackend, nativeLoadError, type NativeIsa } from '../../src/kernels/native/index.js';
+import { nativeBackend } from '../../src/kernels/native/index.js';
+import { both, forEachIsa, skip } from './native-isas.js';
 import { getOp } from '../../src/ops/registry.js';
 import { makeContext } from '../../src/runtime/invoke.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { ACTS, againstReference, close, convTensors, node, q8ConvCase, rng, type ConvCase } from './kernel-test-util.js';
-
-const addon = nativeAddon();
-const skip = addon ? false : `native addon not built: ${nativeLoadError}`;
-const ALL_ISAS: NativeIsa[] = ['scalar', 'avx2', 'avxvnni', 'avx512vnni'];
-const ISAS = addon ? ALL_ISAS.slice(0, ALL_ISAS.indexOf(addon.info().best) + 1) : [];
-const both = againstReference(nativeBackend);
-
-function forEachIsa(fn: (isa: NativeIsa) => void): void {
-  const best = addon!.info().best;
-  try {
-    for (const isa of ISAS) {
-      assert.equal(addon!.setIsa(isa), isa);
-      fn(isa);
-    }
-  } finally {
-    addon!.setIsa(best);
-  }
-}
+import { ACTS, close, convTensors, node, q8ConvCase, rng, type ConvCase } from './kernel-test-util.js';
 
 const dw = (C: number, H: number, W: number, k: [number, number], o: Partial<ConvCase> = {}): ConvCase =>
   ({ B: 1, C, H, W, M: C, group: C, k, ...o });

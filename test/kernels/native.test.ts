@@ -6,32 +6,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
-import { nativeAddon, nativeBackend, nativeLoadError, type NativeIsa } from '../../src/kernels/native/index.js';
+import { nativeBackend, type NativeIsa } from '../../src/kernels/native/index.js';
+import { addon, ALL_ISAS, both, forEachIsa, ISAS, skip } from './native-isas.js';
 import { getBackend } from '../../src/kernels/registry.js';
 import { getOp } from '../../src/ops/registry.js';
 import { makeContext } from '../../src/runtime/invoke.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import {
-  againstReference, checkConvF32, checkGemmAndMatMul, close, CONV_CASES, convTensors, floats, int8s, node, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
+  checkConvF32, checkGemmAndMatMul, close, CONV_CASES, convTensors, floats, int8s, node, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
 } from './kernel-test-util.js';
-
-const addon = nativeAddon();
-const skip = addon ? false : `native addon not built: ${nativeLoadError}`;
-const ALL_ISAS: NativeIsa[] = ['scalar', 'avx2', 'avxvnni', 'avx512vnni'];
-const ISAS = addon ? ALL_ISAS.slice(0, ALL_ISAS.indexOf(addon.info().best) + 1) : [];
-const both = againstReference(nativeBackend);
-
-function forEachIsa(fn: (isa: NativeIsa) => void): void {
-  const best = addon!.info().best;
-  try {
-    for (const isa of ISAS) {
-      assert.equal(addon!.setIsa(isa), isa);
-      fn(isa);
-    }
-  } finally {
-    addon!.setIsa(best);
-  }
-}
 
 test('native addon loads, reports its ISA and is registered as a backend', { skip }, () => {
   const i = addon!.info();
