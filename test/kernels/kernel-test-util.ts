@@ -12,17 +12,7 @@ import { Q8_OPS } from '../../src/quant/kernels.js';
 import { attrsFrom, makeContext } from '../../src/runtime/invoke.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 
-// Small deterministic PRNG (mulberry32) so failures reproduce.
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../rng.js';
 
 /** Random floats whose magnitude changes every `row` values (so windows get different scales), some stretches zero. */
 export function floats(r: () => number, n: number, row = 0, zeroRows = false): Float32Array {
