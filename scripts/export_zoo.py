@@ -17,7 +17,6 @@ Run:  /usr/bin/python3 scripts/export_zoo.py [--out DIR] [--models vgg16,...] [-
 import argparse
 import collections
 import hashlib
-import json
 import os
 import sys
 import time
@@ -25,6 +24,8 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
+
+from jsonfmt import dumps
 
 SEED = 20261125
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -188,19 +189,6 @@ BUILDERS = {
     "ssd300_heads": build_ssd300_heads,
     "bert": build_bert,
 }
-
-
-def dumps(obj, indent=""):
-    """JSON with lists of scalars (shapes, logits) on one line so the file stays readable."""
-    inner = indent + " "
-    if isinstance(obj, dict) and obj:
-        items = [f"{inner}{json.dumps(str(k))}: {dumps(v, inner)}" for k, v in obj.items()]
-        text = "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    elif isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
-        text = "[\n" + ",\n".join(inner + dumps(v, inner) for v in obj) + "\n" + indent + "]"
-    else:
-        text = json.dumps(obj, separators=(", ", ": "))
-    return text if indent else text + "\n"
 
 
 def describe(t):

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from jsonfmt import dumps
+
 DATA_DIR = "/usr/share/datasets/fashion-mnist"
 SCALE = 1.0 / 255.0  # q8 eval: --scale 0.00392156862745098
 OPSET = 13
@@ -196,19 +198,6 @@ def export(model, path):
     onnx.checker.check_model(m, full_check=True)
     ops = collections.Counter(n.op_type for n in m.graph.node)
     return dict(sorted(ops.items()))
-
-
-def dumps(obj, indent=""):
-    """JSON with lists of scalars (shapes, logits) on one line so the file stays readable."""
-    inner = indent + " "
-    if isinstance(obj, dict) and obj:
-        items = [f"{inner}{json.dumps(str(k))}: {dumps(v, inner)}" for k, v in obj.items()]
-        text = "{\n" + ",\n".join(items) + "\n" + indent + "}"
-    elif isinstance(obj, list) and any(isinstance(v, (dict, list)) for v in obj):
-        text = "[\n" + ",\n".join(inner + dumps(v, inner) for v in obj) + "\n" + indent + "]"
-    else:
-        text = json.dumps(obj, separators=(", ", ": "))
-    return text if indent else text + "\n"
 
 
 def sha256(path):
