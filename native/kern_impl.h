@@ -319,6 +319,19 @@ struct PixMap {
   F load(const float* xc, int t, int v) const { return load(xc, tap(t, v), t, v); }
 };
 
+// Vector v of the panel starting at output pixel p0 covers lanes that fall into runs of one output
+// row: fn(l0, n, oy, ox0) for lanes [l0, l0 + n) = row oy, columns ox0.. (pixels past OHW: none).
+template <class Fn>
+static inline void for_each_run(const ConvGeom& G, int p0, int OHW, int v, Fn fn) {
+  for (int l = 0; l < L;) {
+    int p = p0 + v * L + l;
+    if (p >= OHW) break;
+    int oy = p / G.OW, ox = p % G.OW, n = std::min(L - l, std::min(G.OW - ox, OHW - p));
+    fn(l, n, oy, ox);
+    l += n;
+  }
+}
+
 static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
   PixMap mp;
   mp.khw = G.kh * G.kw;
@@ -334,13 +347,7 @@ static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
   bool fast = sw == 1 || sw == 2;
   for (int v = 0; v < NVC; v++) {
     nrun[v] = 0;
-    for (int l = 0; l < L;) {
-      int p = p0 + v * L + l;
-      if (p >= OHW) break;
-      int oy = p / G.OW, ox = p % G.OW, n = std::min(L - l, std::min(G.OW - ox, OHW - p));
-      runs[v][nrun[v]++] = {l, l + n, oy, ox};
-      l += n;
-    }
+    for_each_run(G, p0, OHW, v, [&](int l, int n, int oy, int ox) { runs[v][nrun[v]++] = {l, l + n, oy, ox}; });
     if (nrun[v] > kMaxSeg) fast = false;
   }
   for (int ky = 0, t = 0; ky < G.kh; ky++)

@@ -97,16 +97,12 @@ static void tap_conv_task(void* vc, int task, int th) {
   int nrun[NVC];
   for (int v = 0; v < nv; v++) {
     nrun[v] = 0;
-    for (int l = 0; l < L;) {
-      int p = p0 + v * L + l;
-      if (p >= OHW) break;
-      int oy = p / G.OW, ox = p % G.OW, n = std::min(L - l, std::min(G.OW - ox, OHW - p));
+    for_each_run(G, p0, OHW, v, [&](int l, int n, int oy, int ox) {
       unsigned bits = (n >= 32 ? ~0u : ((1u << n) - 1)) << l;
       // lane l reads column ox of row oy*sh: lane 0 of the vector would be at ox - l
       runs[v * (L + 1) + nrun[v]++] = {V::bits(bits), (int)((size_t)oy * G.sh * qrow) + (ox - l) * 4,
                                        (int)((size_t)oy * G.sh * srow) + (ox - l)};
-      l += n;
-    }
+    });
   }
   const size_t cstride = (size_t)c.ph * c.Wq * 4;
   for (int ky = 0, t = 0; ky < G.kh; ky++) {
