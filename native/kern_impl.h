@@ -471,6 +471,10 @@ static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float*
         if (e.full) {
           const float* p = x + e.off[0] + (size_t)cb0 * 4 * HW;
           for (; c4 < cf1; c4++, p += 4 * (size_t)HW) {
+            // Images larger than L2 stream from memory, one line sequence per channel and tap row:
+            // more than the hardware prefetcher follows. Fetch the panel after next (a stride-1
+            // tap's input shifts by kPP pixels per panel; elsewhere a prefetch is only wasted).
+            for (int u = 0; u < 4; u++) __builtin_prefetch(p + u * (size_t)HW + 2 * kPP, 0, 3);
             I q0 = V::cvtr(V::mul(V::fload(p), iv));
             I q1 = V::cvtr(V::mul(V::fload(p + HW), iv));
             I q2 = V::cvtr(V::mul(V::fload(p + 2 * (size_t)HW), iv));
@@ -597,19 +601,30 @@ static void conv_q8_task(void* vc, int task, int th) {
 
 #include "kern_dw.h"
 
+// Channel max of |x| per pixel, one task per block of kCmaxPix pixels of one (image, group): each
+// channel contributes one sequential run (a few prefetchable streams, not one per channel).
+constexpr int kCmaxPix = 1024;
 static void cmax_task(void* vc, int task, int) {
   auto& c = *(ConvCtx*)vc;
   const ConvGeom& G = *c.G;
-  int HW = G.H * G.W, Cg = G.C / c.group;
-  const float* x = c.X + (size_t)task * Cg * HW;  // task = b*group + g: planes are consecutive
-  float* o = (float*)c.cmax + (size_t)task * HW;
-  for (int i = 0; i < HW; i += L) {
-    int n = std::min(L, HW - i);
-    M m = V::first(n);
-    F am = V::fzero();
-    for (int ch = 0; ch < Cg; ch++) am = V::max(am, V::abs(V::floadm(x + (size_t)ch * HW + i, m)));
-    V::fstorem(o + i, am, m);
+  int HW = G.H * G.W, Cg = G.C / c.group, nb = (HW + kCmaxPix - 1) / kCmaxPix;
+  int bg = task / nb, i0 = (task % nb) * kCmaxPix, n = std::min(kCmaxPix, HW - i0);
+  const float* x = c.X + (size_t)bg * Cg * HW + i0;  // bg = b*group + g: planes are consecutive
+  float* o = (float*)c.cmax + (size_t)bg * HW + i0;
+  alignas(64) float am[kCmaxPix];
+  for (int ch = 0; ch < Cg; ch++) {
+    const float* xc = x + (size_t)ch * HW;
+    int i = 0;
+    if (ch == 0)
+      for (; i + L <= n; i += L) V::fstore(am + i, V::abs(V::fload(xc + i)));
+    else
+      for (; i + L <= n; i += L) V::fstore(am + i, V::max(V::fload(am + i), V::abs(V::fload(xc + i))));
+    if (i < n) {  // masked loads are slow on Zen: only for the tail
+      F a = V::abs(V::floadm(xc + i, V::first(n - i)));
+      V::fstore(am + i, ch == 0 ? a : V::max(V::fload(am + i), a));
+    }
   }
+  for (int i = 0; i < n; i += L) V::fstorem(o + i, V::fload(am + i), V::first(std::min(L, n - i)));
 }
 
 #include "kern_tap.h"
@@ -627,7 +642,7 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
   if (P.tapmajor) {
     // slot 3 of thread 0 is not used by the tasks
     c.cmax = (const float*)scratch(0, 3).get(sizeof(float) * ((size_t)batch * P.group * G.H * G.W + 64));
-    run_tasks(batch * P.group, cmax_task, &c, (double)batch * G.C * G.H * G.W * 4);
+    run_tasks(batch * P.group * ((G.H * G.W + kCmaxPix - 1) / kCmaxPix), cmax_task, &c, (double)batch * G.C * G.H * G.W * 4);
   }
   run_tasks(batch * P.group * c.npanel * c.nsplit, conv_q8_task, &c, (double)batch * OHW * P.M * P.Kg);
 }

@@ -92,6 +92,8 @@ export const CONV_CASES: ConvCase[] = [
   { B: 2, C: 32, H: 9, W: 9, M: 64, group: 1, k: [3, 3], auto_pad: 'SAME_UPPER', strides: [2, 2] },
   { B: 1, C: 7, H: 1, W: 50, M: 5, group: 1, k: [1, 4], oneD: true, pads: [2, 1], strides: [3] },
   { B: 1, C: 4, H: 2, W: 70, M: 3, group: 1, k: [2, 3] },
+  // more than one 1024-pixel block of the native channel-max pass, with a ragged tail, per (image, group)
+  { B: 2, C: 6, H: 33, W: 40, M: 8, group: 2, k: [3, 3], pads: [1, 1, 1, 1] },
 ];
 
 export function convTensors(c: ConvCase, r: () => number, q8: boolean, wb: number) {
