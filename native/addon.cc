@@ -82,36 +82,65 @@ Scratch::~Scratch() { std::free(p); }
 
 constexpr int kSlots = 4;
 
+// A parallel region hands out task indices through `next` = (region << 32) | index: a worker claims
+// an index only while the region is still the one it joined, so a worker that wakes late never
+// runs a stale task, and the caller waits only for tasks actually started, never for a worker to
+// wake. Between regions a worker spins for kSpinUs before it sleeps: a model's kernels follow each
+// other within microseconds, and waking a sleeping thread on a VM costs tens of microseconds (it
+// made 2 threads slower than 1 on MobileNetV2).
+constexpr int kSpinUs = 200;
+
+static inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 struct Pool {
   std::vector<std::thread> workers;
   std::vector<std::unique_ptr<Scratch>> scratch;  // [thread][slot]; stable addresses across resizes
   int nthreads = 1;
-  std::mutex m;
-  std::condition_variable cv, done;
-  uint64_t gen = 0;
-  bool stop = false;
-  TaskFn fn = nullptr;
-  void* ctx = nullptr;
-  int ntasks = 0;
-  std::atomic<int> next{0};
-  int busy = 0;
+  std::mutex m;  // only for sleeping and waking workers
+  std::condition_variable cv;
+  std::atomic<uint32_t> region{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> sleepers{0};
+  std::atomic<TaskFn> fn{nullptr};
+  std::atomic<void*> ctx{nullptr};
+  std::atomic<int> ntasks{0};
+  std::atomic<uint64_t> next{0};
+  std::atomic<int> completed{0};
   std::mutex call;  // one parallel region at a time (JS main thread and workers share the pool)
 
-  void run_tasks(int th) {
-    for (int t; (t = next.fetch_add(1)) < ntasks;) fn(ctx, t, th);
+  // Claims and runs tasks of region r until none is left (or a newer region started). The fields
+  // f/c/n may belong to a newer region when r is stale; the claim on `next` then fails.
+  void run_tasks(uint32_t r, TaskFn f, void* c, int n, int th) {
+    uint64_t v = next.load();
+    for (;;) {
+      if ((uint32_t)(v >> 32) != r || (uint32_t)v >= (uint32_t)n) return;
+      if (!next.compare_exchange_weak(v, v + 1)) continue;
+      f(c, (int)(uint32_t)v, th);
+      completed.fetch_add(1);
+      v = next.load();
+    }
   }
   void worker(int th) {
-    uint64_t seen = 0;
+    uint32_t seen = region.load();
     for (;;) {
-      {
-        std::unique_lock<std::mutex> lk(m);
-        cv.wait(lk, [&] { return stop || gen != seen; });
-        if (stop) return;
-        seen = gen;
+      auto t0 = std::chrono::steady_clock::now();
+      for (int spin = 0; region.load() == seen && !stop.load(std::memory_order_relaxed); spin++) {
+        cpu_relax();
+        if ((spin & 63) == 63 && std::chrono::steady_clock::now() - t0 > std::chrono::microseconds(kSpinUs)) {
+          std::unique_lock<std::mutex> lk(m);
+          sleepers.fetch_add(1);
+          cv.wait(lk, [&] { return stop.load() || region.load() != seen; });
+          sleepers.fetch_sub(1);
+          break;
+        }
       }
-      run_tasks(th);
-      std::lock_guard<std::mutex> lk(m);
-      if (--busy == 0) done.notify_one();
+      if (stop.load()) return;
+      seen = region.load();
+      run_tasks(seen, fn.load(), ctx.load(), ntasks.load(), th);
     }
   }
   void start(int n) {
@@ -148,16 +177,26 @@ void parallel_for(int n, TaskFn fn, void* ctx) {
     for (int t = 0; t < n; t++) fn(ctx, t, 0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lk(p.m);
-    p.fn = fn; p.ctx = ctx; p.ntasks = n; p.next = 0;
-    p.busy = p.nthreads - 1;
-    p.gen++;
+  // All seq_cst. Closing `next` first makes every claim fail while the fields change, so a worker
+  // that read a mix of old and new fields cannot run anything; then the region opens.
+  uint32_t r = p.region.load() + 1;
+  p.next.store((uint64_t)r << 32 | 0xffffffffu);
+  p.fn.store(fn);
+  p.ctx.store(ctx);
+  p.ntasks.store(n);
+  p.completed.store(0);
+  p.next.store((uint64_t)r << 32);
+  p.region.store(r);  // wakes spinning workers; ordered against `sleepers` below
+  if (p.sleepers.load() > 0) {
+    { std::lock_guard<std::mutex> lk(p.m); }
+    p.cv.notify_all();
   }
-  p.cv.notify_all();
-  p.run_tasks(0);
-  std::unique_lock<std::mutex> lk(p.m);
-  p.done.wait(lk, [&] { return p.busy == 0; });
+  p.run_tasks(r, fn, ctx, n, 0);
+  // Every task is claimed; wait for the ones other threads are still running.
+  for (int spin = 0; p.completed.load() < n; spin++) {
+    cpu_relax();
+    if (spin > 4096) std::this_thread::yield();
+  }
 }
 
 static void set_threads(int n) {
