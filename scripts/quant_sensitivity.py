@@ -5,12 +5,15 @@ Rebuilds each classifier exactly as scripts/export_zoo.py does (same seed, BN ca
 scaling) and measures, on the export's input, the cosine of the logits against fp32 when:
   - every Conv/Linear weight gets int8 per-output-channel round-to-nearest (q8's default weight
     window; activations stay fp32, so this is an upper bound for any int8 scheme with these weights),
+  - the same with blocks of 32 input values per window (the finest window the scheme allows),
   - the same, but each window's rounding errors made to sum to ~0 (removes the DC part of the error),
   - Gaussian noise at 40 dB and 50 dB below each channel's weight power,
   - only layer i is rounded (the most damaging layers are listed),
   - the first k layers (network order) stay fp32, the rest rounded.
 It also prints the cosine between the logits of two different inputs (how much the output depends
-on the image at all).
+on the image at all), and both cosines for the same network left with torchvision's default
+BatchNorm statistics (mean 0, variance 1): there the logits barely depend on the input, which is
+why export_zoo.py calibrates BatchNorm first.
 
 Run:  /usr/bin/python3 scripts/quant_sensitivity.py [resnet50 mobilenet_v2 vgg16 ...]
 """
@@ -28,6 +31,16 @@ import export_zoo as ez  # noqa: E402
 def cos(a, b):
     a, b = a.flatten().double(), b.flatten().double()
     return float(a @ b / a.norm() / b.norm())
+
+
+def int8_block(w, block=32):
+    """Symmetric int8, one window per `block` consecutive input values (ONNX order) of an output channel."""
+    w2 = w.flatten(1)
+    k = w2.shape[1]
+    w3 = torch.nn.functional.pad(w2, (0, (-k) % block)).view(w2.shape[0], -1, block)
+    s = w3.abs().amax(2, keepdim=True) / 127
+    s[s == 0] = 1
+    return (torch.round(w3 / s) * s).view(w2.shape[0], -1)[:, :k].reshape(w.shape)
 
 
 def int8_channel(w, zero_sum=False):
@@ -80,6 +93,7 @@ def study(name):
     print(f"  cosine(logits(x), logits(other input))   {cos(y, model(x2)):.5f}")
     print(f"  int8 per-channel weights only             {cos(y, with_weights(model, int8_channel)(x)):.5f}")
     print(f"  ... with zero-sum rounding per window     {cos(y, with_weights(model, lambda w: int8_channel(w, True))(x)):.5f}")
+    print(f"  int8 weights in blocks of 32 values       {cos(y, with_weights(model, int8_block)(x)):.5f}")
     for db in (40, 50):
         g = torch.Generator().manual_seed(5)
         print(f"  Gaussian weight noise at {db} dB           {cos(y, with_weights(model, lambda w: noisy(w, db, g))(x)):.5f}")
@@ -102,11 +116,29 @@ def study(name):
         print(f"    k={k:<3d} cosine {c:.5f}   fp32 weights {100 * kept / total:.2f}%")
 
 
+@torch.no_grad()
+def uncalibrated(name):
+    """The same seed and input, but torchvision's default BatchNorm statistics (no calibration)."""
+    import torchvision.models as tvm
+    torch.manual_seed(ez.SEED)
+    model = getattr(tvm, name)(weights=None).eval()
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return  # e.g. VGG: nothing to calibrate
+    x = ez.imagenet_input(1, 224, ez.gen(2))
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    ez.rescale_linear_to_unit_std(model, last, x)
+    y = model(x)
+    other = cos(y, model(ez.imagenet_input(1, 224, ez.gen(99))))
+    print(f"  with default BN statistics instead: cosine(other input) {other:.5f}, "
+          f"int8 per-channel weights {cos(y, with_weights(model, int8_channel)(x)):.5f}")
+
+
 def main():
     names = sys.argv[1:] or ["resnet50", "mobilenet_v2", "vgg16"]
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     for n in names:
         study(n)
+        uncalibrated(n)
 
 
 if __name__ == "__main__":
