@@ -601,16 +601,42 @@ ENTRY(MaxPoolF32)
 END
 
 // addF32(A, B, act 0|1, out): out = A + B (same length), act 1 then v < 0 ? 0 : v.
-ENTRY(AddF32)
-  Args a(env, info, 4, "addF32");
-  int act = a.i32(2);
-  CHECK(env, act == 0 || act == 1, "addF32: act should be 0 (none) or 1 (Relu)");
-  size_t n = a.len(3, "out");
-  auto* A = a.arr<float>(0, napi_float32_array, n, "A");
-  auto* B = a.arr<float>(1, napi_float32_array, n, "B");
-  auto* out = a.arr<float>(3, napi_float32_array, n, "out");
+// binaryF32(A, B, op, act, offsA, stepA, offsB, stepB, inner, out): a broadcasting Add/Sub/Mul/Div
+// over a BroadcastPlan (src/ops/util/broadcast.ts): out.length = offsA.length * inner.
+ENTRY(BinaryF32)
+  Args a(env, info, 10, "binaryF32");
+  int op = a.i32(2), act = a.i32(3), sa = a.i32(5), sb = a.i32(7), inner = a.i32(8);
+  CHECK(env, op >= 0 && op <= 3, "binaryF32: op should be 0..3 (Add, Sub, Mul, Div)");
+  CHECK(env, act == 0 || (act == 1 && op == 0), "binaryF32: act 1 (Relu) only with Add");
+  CHECK(env, (sa == 0 || sa == 1) && (sb == 0 || sb == 1) && inner >= 1, "binaryF32: bad steps or run length");
+  size_t outer = a.len(4, "offsA");
+  CHECK(env, outer == a.len(6, "offsB") && outer <= (size_t)INT32_MAX, "binaryF32: offset tables differ in length");
+  auto* offa = a.arr<int32_t>(4, napi_int32_array, outer, "offsA");
+  auto* offb = a.arr<int32_t>(6, napi_int32_array, outer, "offsB");
+  size_t na = a.len(0, "A"), nb = a.len(1, "B");
+  auto* A = a.arr<float>(0, napi_float32_array, na, "A");
+  auto* B = a.arr<float>(1, napi_float32_array, nb, "B");
+  auto* out = a.arr<float>(9, napi_float32_array, outer * inner, "out");
+  // Every run must stay inside its operand.
+  for (size_t o = 0; o < outer; o++) {
+    CHECK(env, offa[o] >= 0 && (size_t)offa[o] + (size_t)(inner - 1) * sa < na, "binaryF32: run outside A");
+    CHECK(env, offb[o] >= 0 && (size_t)offb[o] + (size_t)(inner - 1) * sb < nb, "binaryF32: run outside B");
+  }
   std::lock_guard<std::mutex> lk(pool().call);
-  K().add_f32(A, B, n, act, out);
+  K().binary_f32(op, act, A, offa, sa, B, offb, sb, (int)outer, inner, out);
+  return undef(env);
+END
+
+// softmaxF32(X, cols, out): Softmax over each row of `cols` values (X.length = out.length = rows*cols).
+ENTRY(SoftmaxF32)
+  Args a(env, info, 3, "softmaxF32");
+  int cols = a.i32(1);
+  size_t n = a.len(2, "out");
+  CHECK(env, cols >= 1 && n % cols == 0 && n / cols <= (size_t)INT32_MAX, "softmaxF32: bad row length");
+  auto* X = a.arr<float>(0, napi_float32_array, n, "X");
+  auto* out = a.arr<float>(2, napi_float32_array, n, "out");
+  std::lock_guard<std::mutex> lk(pool().call);
+  K().softmax_f32(X, (int)(n / cols), cols, out);
   return undef(env);
 END
 
@@ -673,7 +699,7 @@ NAPI_MODULE_INIT() {
       {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
       {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
       {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"peak", Peak},
-      {"maxPoolF32", MaxPoolF32}, {"addF32", AddF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
+      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
   };
   for (auto& f : fns) {
     napi_value v;

@@ -98,8 +98,13 @@ struct Kernels {
   // MaxPool over batch*C planes (G.dh = G.dw = 1): padded taps are skipped, a window with no input
   // gives 0, a NaN anywhere in the window gives NaN (the reference's rules).
   void (*maxpool_f32)(const ConvGeom& G, int planes, const float* X, float* out);
-  // out = a + b; act 1: then v < 0 ? 0 : v (q8.AddAct's store; keeps -0 and NaN).
-  void (*add_f32)(const float* a, const float* b, size_t n, int act, float* out);
+  // Broadcasting binary op over `outer` runs of `inner` outputs: run o reads a from offa[o] with
+  // step sa (1, or 0: one value repeated) and b likewise. op: 0 Add, 1 Sub, 2 Mul, 3 Div.
+  // act 1 (Add only): then v < 0 ? 0 : v (q8.AddAct's store; keeps -0 and NaN).
+  void (*binary_f32)(int op, int act, const float* a, const int32_t* offa, int sa, const float* b,
+                     const int32_t* offb, int sb, int outer, int inner, float* out);
+  // Softmax over each of `rows` contiguous rows of `cols` values (the reference's NaN/Inf rules).
+  void (*softmax_f32)(const float* x, int rows, int cols, float* out);
   // ONNX Relu: v > 0 ? v : (NaN stays NaN, everything else 0).
   void (*relu_f32)(const float* x, size_t n, float* out);
 };

@@ -878,19 +878,114 @@ constexpr size_t kEwChunk = 16384;  // elements per task: big enough to amortize
 
 struct EwCtx { const float* a; const float* b; size_t n; int act; float* out; };
 
-static void add_task(void* vc, int t, int) {
-  auto& c = *(EwCtx*)vc;
-  size_t i0 = (size_t)t * kEwChunk, i1 = std::min(c.n, i0 + kEwChunk), i = i0;
-  const F z = V::fzero();
-  if (c.act) {
-    for (; i + L <= i1; i += L) V::fstore(c.out + i, V::max(z, V::add(V::fload(c.a + i), V::fload(c.b + i))));
-  } else {
-    for (; i + L <= i1; i += L) V::fstore(c.out + i, V::add(V::fload(c.a + i), V::fload(c.b + i)));
+template <int OP>
+static inline F bop(F a, F b) {
+  if (OP == 0) return V::add(a, b);
+  if (OP == 1) return V::sub(a, b);
+  if (OP == 2) return V::mul(a, b);
+  return V::div(a, b);
+}
+
+// One run of n outputs; SA/SB: the operand advances (1) or repeats one value (0).
+template <int OP, bool SA, bool SB>
+static void brun(const float* a, const float* b, int n, bool act, float* o) {
+  const F z = V::fzero(), ca = SA ? z : V::fset(*a), cb = SB ? z : V::fset(*b);
+  int i = 0;
+  for (; i + L <= n; i += L) {
+    F v = bop<OP>(SA ? V::fload(a + i) : ca, SB ? V::fload(b + i) : cb);
+    V::fstore(o + i, act ? V::max(z, v) : v);  // max(0, v) = 0 > v ? 0 : v
   }
-  if (i < i1) {
-    M m = V::first((int)(i1 - i));
-    F v = V::add(V::floadm(c.a + i, m), V::floadm(c.b + i, m));
-    V::fstorem(c.out + i, c.act ? V::max(z, v) : v, m);  // max(0, v) = 0 > v ? 0 : v
+  if (i < n) {
+    M m = V::first(n - i);
+    F v = bop<OP>(SA ? V::floadm(a + i, m) : ca, SB ? V::floadm(b + i, m) : cb);
+    V::fstorem(o + i, act ? V::max(z, v) : v, m);
+  }
+}
+
+template <int OP>
+static void brun_op(const float* a, int sa, const float* b, int sb, int n, bool act, float* o) {
+  if (sa && sb) brun<OP, true, true>(a, b, n, act, o);
+  else if (sa) brun<OP, true, false>(a, b, n, act, o);
+  else if (sb) brun<OP, false, true>(a, b, n, act, o);
+  else brun<OP, false, false>(a, b, n, act, o);
+}
+
+struct BinCtx {
+  int op, act; const float* a; const int32_t* offa; int sa; const float* b; const int32_t* offb; int sb;
+  int outer, inner; float* out;
+};
+
+// Task t: outputs [t*kEwChunk, (t+1)*kEwChunk) of the flat outer x inner range, run by run.
+static void binary_task(void* vc, int t, int) {
+  auto& c = *(BinCtx*)vc;
+  size_t e0 = (size_t)t * kEwChunk, e1 = std::min((size_t)c.outer * c.inner, e0 + kEwChunk);
+  while (e0 < e1) {
+    size_t o = e0 / c.inner, j = e0 % c.inner;
+    int n = (int)std::min(e1 - e0, c.inner - j);
+    const float* a = c.a + c.offa[o] + j * c.sa;
+    const float* b = c.b + c.offb[o] + j * c.sb;
+    float* y = c.out + e0;
+    switch (c.op) {
+      case 0: brun_op<0>(a, c.sa, b, c.sb, n, c.act, y); break;
+      case 1: brun_op<1>(a, c.sa, b, c.sb, n, c.act, y); break;
+      case 2: brun_op<2>(a, c.sa, b, c.sb, n, c.act, y); break;
+      default: brun_op<3>(a, c.sa, b, c.sb, n, c.act, y); break;
+    }
+    e0 += n;
+  }
+}
+
+// exp(x) for softmax (x <= 0 there; NaN stays NaN): n = round(x/ln2), r = x - n*ln2 in two parts,
+// a degree-6 Taylor polynomial on |r| <= ln2/2 (error ~1e-7 relative), then p * 2^n.
+static inline F vexp(F x) {
+  x = V::max(V::fset(-104.f), V::min(V::fset(88.7228394f), x));  // operand order keeps NaN
+  F n = V::rnd(V::mul(x, V::fset(1.44269504088896341f)));
+  F r = V::fma(n, V::fset(-0.693145751953125f), x);
+  r = V::fma(n, V::fset(-1.42860682030941723212e-6f), r);
+  F p = V::fset(1.f / 720);
+  p = V::fma(p, r, V::fset(1.f / 120));
+  p = V::fma(p, r, V::fset(1.f / 24));
+  p = V::fma(p, r, V::fset(1.f / 6));
+  p = V::fma(p, r, V::fset(0.5f));
+  p = V::fma(p, r, V::fset(1.f));
+  p = V::fma(p, r, V::fset(1.f));
+  return V::scale2(p, n);
+}
+
+struct SoftCtx { const float* x; int rows, cols, rpt; float* out; };
+
+// Rows [t*rpt, (t+1)*rpt): max, then e = exp(x - max) stored and summed, then e * (1/sum). A NaN
+// makes the sum NaN and so the whole row, as in the reference (so does +Inf: Inf - Inf).
+static void softmax_task(void* vc, int t, int) {
+  auto& c = *(SoftCtx*)vc;
+  const int n = c.cols;
+  for (int r = t * c.rpt, r1 = std::min(c.rows, r + c.rpt); r < r1; r++) {
+    const float* x = c.x + (size_t)r * n;
+    float* y = c.out + (size_t)r * n;
+    int i = 0;
+    F m = V::fset(-INFINITY);
+    for (; i + L <= n; i += L) m = V::max(m, V::fload(x + i));
+    float mx = V::hmax(m);
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    const F vm = V::fset(mx);
+    F s = V::fzero();
+    for (i = 0; i + L <= n; i += L) {
+      F e = vexp(V::sub(V::fload(x + i), vm));
+      V::fstore(y + i, e);
+      s = V::add(s, e);
+    }
+    float sum = V::hsum(s);
+    if (i < n) {
+      M mk = V::first(n - i);
+      F e = vexp(V::sub(V::floadm(x + i, mk), vm));
+      V::fstorem(y + i, e, mk);
+      alignas(64) float tmp[L];
+      V::fstore(tmp, e);
+      for (int l = 0; l < n - i; l++) sum += tmp[l];
+    }
+    const F inv = V::fset(1.f / sum);
+    for (i = 0; i + L <= n; i += L) V::fstore(y + i, V::mul(V::fload(y + i), inv));
+    for (; i < n; i++) y[i] *= 1.f / sum;
   }
 }
 
@@ -907,9 +1002,17 @@ static void relu_task(void* vc, int t, int) {
   }
 }
 
-static void add_f32(const float* a, const float* b, size_t n, int act, float* out) {
-  EwCtx c{a, b, n, act, out};
-  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), add_task, &c, (double)n * 4);
+static void binary_f32(int op, int act, const float* a, const int32_t* offa, int sa, const float* b,
+                       const int32_t* offb, int sb, int outer, int inner, float* out) {
+  BinCtx c{op, act, a, offa, sa, b, offb, sb, outer, inner, out};
+  size_t n = (size_t)outer * inner;
+  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), binary_task, &c, (double)n * 4);
+}
+
+static void softmax_f32(const float* x, int rows, int cols, float* out) {
+  int rpt = std::max(1, (int)(kEwChunk / std::max(1, cols)));
+  SoftCtx c{x, rows, cols, rpt, out};
+  run_tasks((rows + rpt - 1) / rpt, softmax_task, &c, (double)rows * cols * 30);
 }
 
 static void relu_f32(const float* x, size_t n, float* out) {
@@ -920,6 +1023,7 @@ static void relu_f32(const float* x, size_t n, float* out) {
 }  // namespace Q8_NS
 
 const Kernels Q8_TABLE = {Q8_NAME, V::kU8, Q8_NS::gemm_q8, Q8_NS::conv_q8, Q8_NS::gemm_f32, Q8_NS::conv_f32,
-                          Q8_NS::peak_i8, Q8_NS::peak_f32, Q8_NS::maxpool_f32, Q8_NS::add_f32, Q8_NS::relu_f32};
+                          Q8_NS::peak_i8, Q8_NS::peak_f32, Q8_NS::maxpool_f32, Q8_NS::binary_f32,
+                          Q8_NS::softmax_f32, Q8_NS::relu_f32};
 
 }  // namespace q8

@@ -179,10 +179,28 @@ void maxpool_f32(const ConvGeom& G, int planes, const float* X, float* out) {
   }, &c);
 }
 
-void add_f32(const float* a, const float* b, size_t n, int act, float* out) {
-  for (size_t i = 0; i < n; i++) {
-    float v = a[i] + b[i];
-    out[i] = act && v < 0.f ? 0.f : v;
+void binary_f32(int op, int act, const float* a, const int32_t* offa, int sa, const float* b,
+                const int32_t* offb, int sb, int outer, int inner, float* out) {
+  for (int o = 0; o < outer; o++) {
+    const float* x = a + offa[o];
+    const float* y = b + offb[o];
+    float* r = out + (size_t)o * inner;
+    for (int j = 0; j < inner; j++) {
+      float u = x[(size_t)j * sa], w = y[(size_t)j * sb];
+      float v = op == 0 ? u + w : op == 1 ? u - w : op == 2 ? u * w : u / w;
+      r[j] = act && v < 0.f ? 0.f : v;
+    }
+  }
+}
+
+void softmax_f32(const float* x, int rows, int cols, float* out) {
+  for (int r = 0; r < rows; r++) {
+    const float* xr = x + (size_t)r * cols;
+    float* y = out + (size_t)r * cols;
+    float mx = -INFINITY, sum = 0.f;
+    for (int i = 0; i < cols; i++) mx = xr[i] > mx ? xr[i] : mx;
+    for (int i = 0; i < cols; i++) sum += (y[i] = std::exp(xr[i] - mx));
+    for (int i = 0; i < cols; i++) y[i] *= 1.f / sum;
   }
 }
 
@@ -192,6 +210,7 @@ void relu_f32(const float* x, size_t n, float* out) {
 
 }  // namespace
 
-const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32, nullptr, nullptr, maxpool_f32, add_f32, relu_f32};
+const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32, nullptr, nullptr, maxpool_f32, binary_f32, softmax_f32,
+                             relu_f32};
 
 }  // namespace q8

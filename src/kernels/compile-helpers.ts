@@ -271,22 +271,25 @@ export function gemmKernel(plan: GemmPlan, ref: Kernel, run: (A: Float32Array, M
 
 type Compile = (a: CompileArgs) => Kernel | null;
 
+/** Ops a backend may add to the five every fast backend has, with their domains. */
+const OPTIONAL = [
+  ['MaxPool', ''], ['Relu', ''], ['Erf', ''], ['Add', ''], ['Sub', ''], ['Mul', ''], ['Div', ''], ['Softmax', ''], ['AddAct', 'q8'],
+] as const;
+
 /**
  * A backend's fast kernels; each compiles to null (the reference runs) until `ready()`. The
- * memory-bound float ops (MaxPool, Relu, Erf, Add, q8.AddAct) are optional: a backend without them
- * leaves them to the reference.
+ * memory-bound float ops (OPTIONAL: MaxPool, Relu, Erf, the binary arithmetic, Softmax, q8.AddAct)
+ * are optional: a backend without them leaves them to the reference.
  */
 export function fastKernels(
   ready: () => boolean,
   c: {
     Conv: Compile; Gemm: Compile; MatMul: Compile; Q8Gemm: Compile; Q8Conv: Compile;
-    MaxPool?: Compile; Relu?: Compile; Erf?: Compile; Add?: Compile; AddAct?: Compile;
-  },
+  } & Partial<Record<(typeof OPTIONAL)[number][0], Compile>>,
 ): readonly FastKernel[] {
   const guarded = (opType: string, domain: string, compile: Compile): FastKernel =>
     ({ opType, domain, compile: (a) => (ready() ? compile(a) : null) });
-  const optional = ([['MaxPool', '', c.MaxPool], ['Relu', '', c.Relu], ['Erf', '', c.Erf], ['Add', '', c.Add], ['AddAct', 'q8', c.AddAct]] as const)
-    .flatMap(([op, domain, compile]) => (compile ? [guarded(op, domain, compile)] : []));
+  const optional = OPTIONAL.flatMap(([op, domain]) => { const compile = c[op]; return compile ? [guarded(op, domain, compile)] : []; });
   return [
     guarded('Conv', '', c.Conv),
     guarded('ConvAct', 'q8', c.Conv), // Conv + Relu/Clip fused at load: same kernel, activation in the store
@@ -326,10 +329,3 @@ export function maxPoolGeometry(X: Tensor | undefined, ctx: KernelContext): { ge
   return { geo, outShape: [B, C, g.outDims[0]!, g.outDims[1]!] };
 }
 
-/** Two float32 inputs of one shape (an Add the kernels take without broadcasting), or null. */
-export function sameShapeF32(inputs: readonly (Tensor | undefined)[]): [Tensor, Tensor] | null {
-  const [a, b] = inputs;
-  if (!a || !b || a.dtype !== 'float32' || b.dtype !== 'float32' || a.rank !== b.rank) return null;
-  if (a.shape.some((d, i) => d !== b.shape[i])) return null;
-  return [a, b];
-}

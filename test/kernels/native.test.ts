@@ -125,7 +125,7 @@ test('Erf float32: native vs reference (GELU-range values, tails, ±0, ±Inf, Na
 });
 
 /** Counts calls of an addon entry point, so a test can tell the native path ran (not the fallback). */
-function spy<K extends 'maxPoolF32' | 'addF32' | 'reluF32'>(name: K): { calls: number; restore(): void } {
+function spy<K extends 'maxPoolF32' | 'binaryF32' | 'softmaxF32' | 'reluF32'>(name: K): { calls: number; restore(): void } {
   const a = addon as unknown as Record<string, (...args: unknown[]) => unknown>;
   const orig = a[name]!;
   const s = { calls: 0, restore: () => { a[name] = orig; } };
@@ -191,10 +191,10 @@ test('MaxPool float32 2-D: native vs reference (odd sizes, strides, pads, ceil_m
   assert.equal(calls.calls, ISAS.length * 12 * 2, 'every case ran the native kernel');
 });
 
-test('Relu, Add and q8.AddAct float32: native vs reference (odd lengths, NaN/±Inf, broadcasting falls back)', { skip }, () => {
+test('Relu, Add and q8.AddAct float32: native vs reference (odd lengths, NaN/±Inf)', { skip }, () => {
   const r = rng(12);
   const addAct = getOp('q8', 'AddAct')!;
-  const adds = spy('addF32'), relus = spy('reluF32');
+  const adds = spy('binaryF32'), relus = spy('reluF32');
   try {
   forEachIsa((isa) => {
     for (const shape of [[1], [7], [3, 5, 17], [2, 64, 33, 9], [1, 256, 14, 14], [40000]]) {
@@ -213,17 +213,83 @@ test('Relu, Add and q8.AddAct float32: native vs reference (odd lengths, NaN/±I
       same(got, want, `${isa} AddAct ${shape}`);
       if (n > 100) assert.ok((got.data as Float32Array).some((v) => v === 0) && (got.data as Float32Array).some((v) => v > 0), 'AddAct clamps some values');
     }
-    // broadcasting and other dtypes run the reference
-    const A = Tensor.from('float32', [3, 4], floats(r, 12)), b = Tensor.from('float32', [4], floats(r, 4));
-    const { got, want } = both(node('Add', '', ['a', 'b'], {}), [A, b], [false, false]);
-    same(got, want, `${isa} Add broadcast`);
+    // other dtypes run the reference
     const I = Tensor.from('int32', [5], Int32Array.from([-3, 4, -1, 0, 9]));
     const ri = both(node('Relu', '', ['x'], {}), [I], [false]);
     assert.deepEqual(Array.from(ri.got.data as Int32Array), Array.from(ri.want.data as Int32Array));
+    const ai = both(node('Add', '', ['a', 'b'], {}), [I, I], [false, false]);
+    assert.deepEqual(Array.from(ai.got.data as Int32Array), Array.from(ai.want.data as Int32Array));
   });
   } finally { adds.restore(); relus.restore(); }
-  assert.equal(adds.calls, ISAS.length * 6 * 2, 'Add and AddAct ran natively, the broadcast Add did not');
+  assert.equal(adds.calls, ISAS.length * 6 * 2, 'Add and AddAct ran natively, the int32 Add did not');
   assert.equal(relus.calls, ISAS.length * 6);
+});
+
+test('Add, Sub, Mul, Div float32 with broadcasting: native vs reference, bit for bit (NaN/±Inf, x/0)', { skip }, () => {
+  const r = rng(21);
+  // [A, B]: same shape, bias rows, scalars either side, attention-mask and outer-product patterns,
+  // B broadcast inside (per channel), A broadcast, rank-0, empty.
+  const pairs: [number[], number[]][] = [
+    [[3, 50, 37], [3, 50, 37]], [[1, 128, 96], [96]], [[5, 33], []], [[], [2, 17]], [[2, 12, 16, 16], [2, 1, 1, 16]],
+    [[7, 1], [1, 9]], [[2, 64, 5, 5], [1, 64, 1, 1]], [[1, 5], [4, 3, 5]], [[], []], [[4, 0, 3], [3]], [[2, 3, 1], [1, 3, 40]],
+  ];
+  const calls = spy('binaryF32');
+  let expected = 0;
+  try {
+  forEachIsa((isa) => {
+    for (const op of ['Add', 'Sub', 'Mul', 'Div']) {
+      for (const [sa, sb] of pairs) {
+        const na = sa.reduce((x, y) => x * y, 1), nb = sb.reduce((x, y) => x * y, 1);
+        const A = Tensor.from('float32', sa, specials(r, na, 0.02));
+        const bv = specials(r, nb, 0.02);
+        if (op === 'Div' && nb > 4) { bv[1] = 0; bv[3] = -0; }
+        const B = Tensor.from('float32', sb, bv);
+        const { got, want } = both(node(op, '', ['a', 'b'], {}), [A, B], [false, false]);
+        same(got, want, `${isa} ${op} ${JSON.stringify(sa)} ${JSON.stringify(sb)}`);
+        if (got.size) expected++;
+      }
+    }
+  });
+  } finally { calls.restore(); }
+  assert.equal(calls.calls, expected, 'every non-empty case ran the native kernel');
+});
+
+test('Softmax float32: native vs reference (row lengths, large and -Inf logits, NaN/+Inf rows, opset 11 coercion)', { skip }, () => {
+  const r = rng(22);
+  const calls = spy('softmaxF32');
+  let expected = 0;
+  try {
+  forEachIsa((isa) => {
+    const cases: { shape: number[]; opset: number; axis?: number; native: boolean }[] = [
+      { shape: [1], opset: 13, native: true }, { shape: [3, 7], opset: 13, native: true }, { shape: [2, 12, 16, 17], opset: 13, native: true },
+      { shape: [4, 128], opset: 13, native: true }, { shape: [2, 1000], opset: 13, axis: 1, native: true },
+      { shape: [2, 3, 4, 5], opset: 11, axis: 1, native: true }, { shape: [6, 9], opset: 11, native: true },
+      { shape: [3, 4, 5], opset: 13, axis: 1, native: false },  // not the last axis: the reference
+    ];
+    for (const c of cases) {
+      const n = c.shape.reduce((x, y) => x * y, 1);
+      const v = floats(r, n, 23).map((x) => x * 30);
+      const row = c.shape[c.shape.length - 1]!;
+      if (n >= 4 * row && row > 2) {
+        v[0] = -Infinity;        // row 0: one -Inf logit (probability 0)
+        v[row + 1] = NaN;        // row 1: NaN everywhere
+        v[2 * row] = Infinity;   // row 2: +Inf - +Inf = NaN, as in the reference
+        v[3 * row] = 87; v[3 * row + 1] = -87;  // row 3: a wide range
+      }
+      const X = Tensor.from('float32', c.shape, v);
+      const attrs = c.axis === undefined ? {} : { axis: c.axis };
+      const { got, want } = both(node('Softmax', '', ['x'], attrs), [X], [false], c.opset);
+      assert.deepEqual(got.shape, want.shape);
+      const g = got.data as Float32Array, w = want.data as Float32Array;
+      for (let i = 0; i < n; i++) {
+        if (Number.isNaN(w[i]!)) { assert.ok(Number.isNaN(g[i]!), `${isa} Softmax ${c.shape} element ${i} should be NaN`); continue; }
+        assert.ok(Math.abs(g[i]! - w[i]!) <= 2e-6 * w[i]! + 1e-12, `${isa} Softmax ${c.shape} opset ${c.opset} element ${i}: ${g[i]} vs ${w[i]}`);
+      }
+      if (c.native) expected++;
+    }
+  });
+  } finally { calls.restore(); }
+  assert.equal(calls.calls, expected, 'the last-axis and opset-11 cases ran natively, the middle-axis one did not');
 });
 
 test('native kernels decline what they do not handle', { skip }, () => {

@@ -14,9 +14,10 @@
 import { createRequire } from 'node:module';
 import {
   biasOf, convF32Plan, dynamicMatMulKernel, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, maxPoolGeometry, q8ConvPlan, q8GemmPlan, reference,
-  rowsKernel, sameShapeF32, windowsNest, type ActCode,
+  rowsKernel, windowsNest, type ActCode,
 } from '../compile-helpers.js';
 import { findPackageFile } from '../package-file.js';
+import { broadcastPlan, type BroadcastPlan } from '../../ops/util/broadcast.js';
 import type { Kernel } from '../../ops/registry.js';
 import { registerBackend, type Backend, type CompileArgs, type FastKernel } from '../registry.js';
 
@@ -26,6 +27,10 @@ export type { ActCode } from '../compile-helpers.js';
 export type Packed = { readonly __packed: unique symbol };
 
 export type NativeIsa = 'avx512vnni' | 'avxvnni' | 'avx2' | 'scalar';
+
+/** binaryF32's op codes. */
+const BINARY_OPS = { Add: 0, Sub: 1, Mul: 2, Div: 3 } as const;
+type BinaryOp = (typeof BINARY_OPS)[keyof typeof BINARY_OPS];
 
 export interface NativeAddon {
   info(): { isa: NativeIsa; best: NativeIsa; compiler: string; threads: number };
@@ -51,8 +56,14 @@ export interface NativeAddon {
     act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
   /** 2-D MaxPool over NCHW X; geometry as convF32's with dh = dw = 1. NaN in a window gives NaN. */
   maxPoolF32(X: Float32Array, geometry: Int32Array, out: Float32Array): void;
-  /** out = A + B over out.length values; act 1 then v < 0 ? 0 : v (q8.AddAct with Relu). */
-  addF32(A: Float32Array, B: Float32Array, act: 0 | 1, out: Float32Array): void;
+  /**
+   * Broadcasting Add/Sub/Mul/Div (op 0..3) over a BroadcastPlan: run o of `inner` outputs reads A
+   * from offsA[o] with step stepA (0 or 1), B likewise. act 1 (Add only): then v < 0 ? 0 : v.
+   */
+  binaryF32(A: Float32Array, B: Float32Array, op: BinaryOp, act: 0 | 1, offsA: Int32Array, stepA: number,
+    offsB: Int32Array, stepB: number, inner: number, out: Float32Array): void;
+  /** Softmax over each row of `cols` contiguous values. */
+  softmaxF32(X: Float32Array, cols: number, out: Float32Array): void;
   /** ONNX Relu over out.length values. */
   reluF32(X: Float32Array, out: Float32Array): void;
   erfF32?(X: Float32Array, out: Float32Array): void;
@@ -176,15 +187,46 @@ function compileErf(args: CompileArgs): Kernel | null {
   return unaryF32(args, (X, out) => erf.call(n, X, out));
 }
 
-/** Add (act 0) or q8.AddAct with Relu (act 1): same-shape float32 operands; anything else (broadcasting, other dtypes) runs the reference. */
-function compileAdd(args: CompileArgs, act: 0 | 1): Kernel | null {
+/**
+ * Add/Sub/Mul/Div, or q8.AddAct with Relu (act 1), on float32 operands with numpy broadcasting.
+ * Other dtypes, and the legacy broadcast/axis attributes before opset 7, run the reference.
+ */
+function compileBinary(args: CompileArgs, op: BinaryOp, act: 0 | 1): Kernel | null {
+  const n = addon!;
+  if (args.node.domain !== 'q8' && args.opset < 7) return null;
+  const ref = reference(args.node);
+  let last: { a: readonly number[]; b: readonly number[]; plan: BroadcastPlan } | null = null;
+  return (inputs, ctx) => {
+    const [a, b] = inputs;
+    if (!a || !b || a.dtype !== 'float32' || b.dtype !== 'float32') return ref(inputs, ctx);
+    // A node sees the same shapes call after call: keep the plan (its offset tables) for them.
+    if (!last || !sameDims(last.a, a.shape) || !sameDims(last.b, b.shape)) last = { a: a.shape, b: b.shape, plan: broadcastPlan([a.shape, b.shape]) };
+    const p = last.plan;
+    const Y = ctx.alloc('float32', p.shape);
+    if (p.size) {
+      n.binaryF32(a.data as Float32Array, b.data as Float32Array, op, act, p.offs[0]!, p.steps[0]!, p.offs[1]!, p.steps[1]!,
+        p.inner, Y.data as Float32Array);
+    }
+    return [Y];
+  };
+}
+
+const sameDims = (x: readonly number[], y: readonly number[]) => x.length === y.length && x.every((d, i) => d === y[i]);
+
+/** Softmax of float32 along the last axis (opset >= 13), or over the 2-D coercion of opsets < 13. */
+function compileSoftmax(args: CompileArgs): Kernel | null {
   const n = addon!;
   const ref = reference(args.node);
   return (inputs, ctx) => {
-    const ab = sameShapeF32(inputs);
-    if (!ab) return ref(inputs, ctx);
-    const Y = ctx.alloc('float32', ab[0].shape);
-    if (Y.size) n.addF32(ab[0].data as Float32Array, ab[1].data as Float32Array, act, Y.data as Float32Array);
+    const x = inputs[0];
+    if (!x || x.dtype !== 'float32' || x.rank === 0 || x.size === 0) return ref(inputs, ctx);
+    const a = ctx.attrs.int('axis', ctx.opset < 13 ? 1 : -1);
+    if (a < -x.rank || a >= x.rank) return ref(inputs, ctx);  // the reference names the bad axis
+    const axis = a < 0 ? a + x.rank : a;
+    if (ctx.opset >= 13 && axis !== x.rank - 1) return ref(inputs, ctx);
+    const cols = x.shape.slice(axis).reduce((p, d) => p * d, 1);
+    const Y = ctx.alloc('float32', x.shape);
+    n.softmaxF32(x.data as Float32Array, cols, Y.data as Float32Array);
     return [Y];
   };
 }
@@ -192,12 +234,13 @@ function compileAdd(args: CompileArgs, act: 0 | 1): Kernel | null {
 function compileAddAct(args: CompileArgs): Kernel | null {
   const act = args.node.attrs['activation'];
   if (act?.type !== 'string' || act.value !== 'Relu') return null;
-  return compileAdd(args, 1);
+  return compileBinary(args, BINARY_OPS.Add, 1);
 }
 
 export const nativeKernels: readonly FastKernel[] = fastKernels(() => addon !== null, {
   Conv: compileConv, Gemm: compileGemm, MatMul: compileMatMul, Q8Gemm: compileQ8Gemm, Q8Conv: compileQ8Conv,
-  MaxPool: compileMaxPool, Relu: compileRelu, Erf: compileErf, Add: (a) => compileAdd(a, 0), AddAct: compileAddAct,
+  MaxPool: compileMaxPool, Relu: compileRelu, Erf: compileErf, AddAct: compileAddAct, Softmax: compileSoftmax,
+  ...Object.fromEntries(Object.entries(BINARY_OPS).map(([op, code]) => [op, (a: CompileArgs) => compileBinary(a, code, 0)])),
 });
 
 function describe(): string {
