@@ -651,21 +651,14 @@ ENTRY(ReluF32)
   return undef(env);
 END
 
-// erfF32(X, out): ONNX Erf over out.length values (libm erff per value, chunks over the pool): GELU
-// in transformer models calls it on every hidden activation.
+// erfF32(X, out): ONNX Erf over out.length values.
 ENTRY(ErfF32)
   Args a(env, info, 2, "erfF32");
   size_t n = a.len(1, "out");
   auto* X = a.arr<float>(0, napi_float32_array, n, "X");
   auto* out = a.arr<float>(1, napi_float32_array, n, "out");
-  struct Ctx { const float* x; float* o; size_t n; } c{X, out, n};
-  constexpr size_t kChunk = 16384;
   std::lock_guard<std::mutex> lk(pool().call);
-  parallel_for((int)((n + kChunk - 1) / kChunk), [](void* vc, int t, int) {
-    auto& c = *(Ctx*)vc;
-    size_t i0 = (size_t)t * kChunk, i1 = std::min(c.n, i0 + kChunk);
-    for (size_t i = i0; i < i1; i++) c.o[i] = std::erf(c.x[i]);
-  }, &c);
+  K().erf_f32(X, n, out);
   return undef(env);
 END
 

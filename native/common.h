@@ -107,6 +107,8 @@ struct Kernels {
   void (*softmax_f32)(const float* x, int rows, int cols, float* out);
   // ONNX Relu: v > 0 ? v : (NaN stays NaN, everything else 0).
   void (*relu_f32)(const float* x, size_t n, float* out);
+  // ONNX Erf (GELU in transformer models calls it on every hidden activation).
+  void (*erf_f32)(const float* x, size_t n, float* out);
 };
 
 extern const Kernels kern_avx512vnni, kern_avxvnni, kern_avx2, kern_scalar;

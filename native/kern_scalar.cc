@@ -204,6 +204,10 @@ void softmax_f32(const float* x, int rows, int cols, float* out) {
   }
 }
 
+void erf_f32(const float* x, size_t n, float* out) {
+  for (size_t i = 0; i < n; i++) out[i] = std::erf(x[i]);
+}
+
 void relu_f32(const float* x, size_t n, float* out) {
   for (size_t i = 0; i < n; i++) { float v = x[i]; out[i] = v > 0.f ? v : v == v ? 0.f : v; }
 }
@@ -211,6 +215,6 @@ void relu_f32(const float* x, size_t n, float* out) {
 }  // namespace
 
 const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32, nullptr, nullptr, maxpool_f32, binary_f32, softmax_f32,
-                             relu_f32};
+                             relu_f32, erf_f32};
 
 }  // namespace q8

@@ -38,6 +38,13 @@ struct V {
   // p * 2^n for integral n in [-150, 128] (IEEE overflow/underflow, denormals included).
   static F scale2(F p, F n) { return _mm512_scalef_ps(p, n); }
   static float hsum(F a) { return _mm512_reduce_add_ps(a); }
+  static M lt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  // |mag| with the sign of sgn
+  static F copysign(F mag, F sgn) {
+    const __m512i s = _mm512_set1_epi32((int)0x80000000u);
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_andnot_si512(s, _mm512_castps_si512(mag)),
+                                               _mm512_and_si512(s, _mm512_castps_si512(sgn))));
+  }
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
   static F min(F a, F b) { return _mm512_min_ps(a, b); }
   static F abs(F a) { return _mm512_abs_ps(a); }
@@ -108,6 +115,11 @@ struct V {
     F s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
     F s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  }
+  static M lt(F a, F b) { return _mm256_castps_si256(_mm256_cmp_ps(a, b, _CMP_LT_OQ)); }
+  static F copysign(F mag, F sgn) {
+    const F s = _mm256_set1_ps(-0.f);
+    return _mm256_or_ps(_mm256_andnot_ps(s, mag), _mm256_and_ps(s, sgn));
   }
   static float hsum(F a) {
     __m128 m = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));

@@ -122,7 +122,7 @@ function roundHalfEven(x: number): number {
 
 /** erf to ~1e-15: Taylor series near 0, continued fraction for erfc in the tails. */
 export function erf(x: number): number {
-  if (Number.isNaN(x)) return NaN;
+  if (Number.isNaN(x) || x === 0) return x;  // erf(±0) = ±0 (the series' 0 * -0 loses the sign)
   const ax = Math.abs(x);
   if (ax > 6) return Math.sign(x);
   if (ax < 2.5) {

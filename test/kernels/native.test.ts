@@ -112,16 +112,20 @@ test('MatMul with a run-time right side (attention): native vs reference, batche
   });
 });
 
-test('Erf float32: native vs reference (GELU-range values, tails, ±0, ±Inf, NaN)', { skip }, () => {
+test('Erf float32: native vs reference on every ISA (dense sweep of [-5, 5], tails, ±0, ±Inf, NaN)', { skip }, () => {
   const r = rng(15);
-  const v = [...floats(r, 5000).map((x) => x * 4), 0, -0, 1e-30, -1e-30, 3.9, -3.9, 6, 10, -10, Infinity, -Infinity, NaN];
+  const sweep = Array.from({ length: 200001 }, (_, i) => -5 + i * 5e-5);  // both polynomial pieces and the seam at 0.875
+  const v = [...sweep, ...floats(r, 5000).map((x) => x * 4), 0, -0, 1e-30, -1e-30, 1e-40, 0.875, -0.875, 3.9, -3.9, 6, 10, -10, Infinity, -Infinity, NaN];
   const X = Tensor.from('float32', [v.length], v);
-  const { got, want } = both(node('Erf', '', ['x'], {}), [X], [false]);
-  const g = got.data as Float32Array, w = want.data as Float32Array;
-  for (let i = 0; i < v.length; i++) {
-    if (Number.isNaN(w[i]!)) { assert.ok(Number.isNaN(g[i]!), `erf(${v[i]}) should be NaN`); continue; }
-    assert.ok(Math.abs(g[i]! - w[i]!) <= 2.5e-7 * Math.max(1e-30, Math.abs(w[i]!)) + 1e-37, `erf(${v[i]}): ${g[i]} vs ${w[i]}`);
-  }
+  forEachIsa((isa) => {
+    const { got, want } = both(node('Erf', '', ['x'], {}), [X], [false]);
+    const g = got.data as Float32Array, w = want.data as Float32Array, x = X.data as Float32Array;
+    for (let i = 0; i < v.length; i++) {
+      if (Number.isNaN(w[i]!)) { assert.ok(Number.isNaN(g[i]!), `${isa} erf(${x[i]}) should be NaN`); continue; }
+      assert.ok(Math.abs(g[i]! - w[i]!) <= 2.5e-7 * Math.max(1e-30, Math.abs(w[i]!)) + 1e-37, `${isa} erf(${x[i]}): ${g[i]} vs ${w[i]}`);
+      if (w[i] === 0) assert.equal(Object.is(g[i], -0), Object.is(w[i], -0), `${isa} erf(${x[i]}) keeps the sign of zero`);
+    }
+  });
 });
 
 /** Counts calls of an addon entry point, so a test can tell the native path ran (not the fallback). */
