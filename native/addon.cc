@@ -289,6 +289,14 @@ static PackF32Gemm* pack_f32_gemm(const float* W, int N, int K) {
   return P;
 }
 
+// The same layout from B [K, N] (MatMul's right side), into an existing pack (reused across calls).
+static void pack_f32_gemm_kn(PackF32Gemm& P, const float* B, int K, int N) {
+  P.N = N; P.K = K; P.npanel = (N + kNR - 1) / kNR;
+  P.w.assign((size_t)P.npanel * K * kNR, 0.f);
+  for (int k = 0; k < K; k++)
+    for (int n = 0; n < N; n++) P.w[((size_t)(n / kNR) * K + k) * kNR + n % kNR] = B[(size_t)k * N + n];
+}
+
 static PackF32Conv* pack_f32_conv(const float* W, int M, int Kg, int group, int khw) {
   auto* P = new PackF32Conv();
   P->M = M; P->Kg = Kg; P->group = group; P->Mg = M / group; P->nblk = (P->Mg + kCB - 1) / kCB;
@@ -476,6 +484,26 @@ ENTRY(GemmF32)
   auto* out = a.arr<float>(8, napi_float32_array, (size_t)M * P->N, "out");
   std::lock_guard<std::mutex> g(pool().call);
   K().gemm_f32(*P, A, M, e, out);
+  return undef(env);
+END
+
+// matmulF32(A, B, batches, M, K, N, bShared, out): out[i] = A[i] · B[i] for i < batches, A [M, K],
+// B [K, N] (one B for every batch when bShared), out [M, N]: a MatMul whose right side is only known
+// at run time (attention's Q·Kᵀ and P·V). Each B is packed into a reused buffer, then the GEMM runs.
+ENTRY(MatmulF32)
+  Args a(env, info, 8, "matmulF32");
+  int batches = a.i32(2), M = a.i32(3), Kd = a.i32(4), N = a.i32(5), shared = a.i32(6);
+  CHECK(env, batches >= 1 && M >= 1 && Kd >= 1 && N >= 1 && (shared == 0 || shared == 1), "matmulF32: bad sizes");
+  auto* A = a.arr<float>(0, napi_float32_array, (size_t)batches * M * Kd, "A");
+  auto* B = a.arr<float>(1, napi_float32_array, (size_t)(shared ? 1 : batches) * Kd * N, "B");
+  auto* out = a.arr<float>(7, napi_float32_array, (size_t)batches * M * N, "out");
+  std::lock_guard<std::mutex> g(pool().call);
+  static PackF32Gemm P;  // guarded by pool().call
+  Epi e{nullptr, -INFINITY, INFINITY};
+  for (int i = 0; i < batches; i++) {
+    if (i == 0 || !shared) pack_f32_gemm_kn(P, B + (size_t)(shared ? 0 : i) * Kd * N, Kd, N);
+    K().gemm_f32(P, A + (size_t)i * M * Kd, M, e, out + (size_t)i * M * N);
+  }
   return undef(env);
 END
 
@@ -692,7 +720,7 @@ NAPI_MODULE_INIT() {
       {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
       {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
       {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"peak", Peak},
-      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
+      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"matmulF32", MatmulF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
   };
   for (auto& f : fns) {
     napi_value v;

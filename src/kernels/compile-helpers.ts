@@ -231,7 +231,7 @@ export function matMulPlan(args: CompileArgs): { K: number; N: number; W: Float3
  * and B [..., K, N] with the same leading dims, or B without them (broadcast). Each slice's B is
  * transposed to W [N, K] and handed to `run` (which packs it); anything else runs the reference.
  */
-export function dynamicMatMulKernel(ref: Kernel, run: (A: Float32Array, W: Float32Array, M: number, K: number, N: number, out: Float32Array) => void): Kernel {
+export function dynamicMatMulKernel(ref: Kernel, run: (A: Float32Array, B: Float32Array, batches: number, M: number, K: number, N: number, bShared: boolean, out: Float32Array) => void): Kernel {
   return (inputs, ctx) => {
     const [A, B] = inputs;
     if (!f32(A) || !f32(B) || A.rank < 2 || B.rank < 2) return ref(inputs, ctx);
@@ -244,12 +244,7 @@ export function dynamicMatMulKernel(ref: Kernel, run: (A: Float32Array, W: Float
     if (!sameLead && bLead.length > lead.length) return ref(inputs, ctx);
     const batches = lead.reduce((a, b) => a * b, 1);
     const Y = ctx.alloc('float32', [...lead, M, N]);
-    const a = A.data as Float32Array, b = B.data as Float32Array, y = Y.data as Float32Array;
-    let W: Float32Array | null = null;
-    for (let i = 0; i < batches; i++) {
-      if (!W || sameLead) W = transpose(b.subarray((sameLead ? i : 0) * K * N, ((sameLead ? i : 0) + 1) * K * N), K, N);
-      run(a.subarray(i * M * K, (i + 1) * M * K), W, M, K, N, y.subarray(i * M * N, (i + 1) * M * N));
-    }
+    run(A.data as Float32Array, B.data as Float32Array, batches, M, K, N, !sameLead, Y.data as Float32Array);
     return [Y];
   };
 }

@@ -62,6 +62,8 @@ export interface NativeAddon {
    */
   binaryF32(A: Float32Array, B: Float32Array, op: BinaryOp, act: 0 | 1, offsA: Int32Array, stepA: number,
     offsB: Int32Array, stepB: number, inner: number, out: Float32Array): void;
+  /** out[i] = A[i]·B[i] (A [M, K], B [K, N], out [M, N]) for i < batches; bShared 1: one B for all. */
+  matmulF32(A: Float32Array, B: Float32Array, batches: number, M: number, K: number, N: number, bShared: 0 | 1, out: Float32Array): void;
   /** Softmax over each row of `cols` contiguous values. */
   softmaxF32(X: Float32Array, cols: number, out: Float32Array): void;
   /** ONNX Relu over out.length values. */
@@ -139,8 +141,8 @@ function compileGemm(args: CompileArgs): Kernel | null {
 function compileMatMul(args: CompileArgs): Kernel | null {
   const n = addon!;
   if (!args.consts[1]) {
-    // B known only at run time: pack each slice (O(K·N)) and run the GEMM (O(M·K·N)).
-    return dynamicMatMulKernel(reference(args.node), (A, W, M, K, N, out) => n.gemmF32(A, M, K, n.packF32(W, N, K), null, 0, 0, 0, out));
+    // B known only at run time: the addon packs each slice (O(K·N)) and runs the GEMM (O(M·K·N)).
+    return dynamicMatMulKernel(reference(args.node), (A, B, batches, M, K, N, shared, out) => n.matmulF32(A, B, batches, M, K, N, shared ? 1 : 0, out));
   }
   const m = matMulPlan(args);
   if (!m) return null;
