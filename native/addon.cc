@@ -690,6 +690,21 @@ ENTRY(ErfF32)
   return undef(env);
 END
 
+// layerNormF32(X, gamma, beta, epsilon, out): q8.LayerNorm over the last axis (C = gamma.length).
+ENTRY(LayerNormF32)
+  Args a(env, info, 5, "layerNormF32");
+  size_t C = a.len(1, "gamma"), n = a.len(4, "out");
+  CHECK(env, C >= 1 && C <= (size_t)INT32_MAX && n % C == 0 && n / C <= (size_t)INT32_MAX, "layerNormF32: bad row length");
+  auto* G = a.arr<float>(1, napi_float32_array, C, "gamma");
+  auto* B = a.arr<float>(2, napi_float32_array, C, "beta");
+  auto* X = a.arr<float>(0, napi_float32_array, n, "X");
+  auto* out = a.arr<float>(4, napi_float32_array, n, "out");
+  float eps = (float)a.num(3);
+  std::lock_guard<std::mutex> lk(pool().call);
+  K().layernorm_f32(X, (int)(n / C), (int)C, G, B, eps, out);
+  return undef(env);
+END
+
 // peak(kind 'int8'|'f32', iters) -> { ops, seconds } of a register-only loop on the calling thread.
 ENTRY(Peak)
   Args a(env, info, 2, "peak");
@@ -720,7 +735,7 @@ NAPI_MODULE_INIT() {
       {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
       {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
       {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"peak", Peak},
-      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"matmulF32", MatmulF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
+      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"layerNormF32", LayerNormF32}, {"matmulF32", MatmulF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
   };
   for (auto& f : fns) {
     napi_value v;

@@ -109,6 +109,8 @@ struct Kernels {
   void (*relu_f32)(const float* x, size_t n, float* out);
   // ONNX Erf (GELU in transformer models calls it on every hidden activation).
   void (*erf_f32)(const float* x, size_t n, float* out);
+  // q8.LayerNorm over rows of C: (x - mean) / sqrt(var + eps) * gamma + beta.
+  void (*layernorm_f32)(const float* x, int rows, int C, const float* gamma, const float* beta, float eps, float* out);
 };
 
 extern const Kernels kern_avx512vnni, kern_avxvnni, kern_avx2, kern_scalar;

@@ -992,6 +992,42 @@ static void erf_f32(const float* x, size_t n, float* out) {
   run_tasks((int)((n + kEwChunk - 1) / kEwChunk), erf_task, &c, (double)n * 40);
 }
 
+struct LnCtx { const float* x; int rows, C, rpt; const float* g; const float* b; float eps; float* out; };
+
+// The reference's steps per row: mean (summed in double like the reference, so the float32 mean
+// and hence every centred value d = x - mean come out the same), mean square (a float sum here),
+// sd, (d / sd) * gamma + beta.
+static void layernorm_task(void* vc, int t, int) {
+  auto& c = *(LnCtx*)vc;
+  const int n = c.C;
+  const M tail = V::first(n % L);
+  const int nv = n - n % L;
+  for (int r = t * c.rpt, r1 = std::min(c.rows, r + c.rpt); r < r1; r++) {
+    const float* x = c.x + (size_t)r * n;
+    float* y = c.out + (size_t)r * n;
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) { a0 += x[i]; a1 += x[i + 1]; a2 += x[i + 2]; a3 += x[i + 3]; }
+    for (; i < n; i++) a0 += x[i];
+    const F mean = V::fset((float)((a0 + a1 + a2 + a3) / n));
+    F s2 = V::fzero();
+    for (i = 0; i < nv; i += L) { F d = V::sub(V::fload(x + i), mean); V::fstore(y + i, d); s2 = V::fma(d, d, s2); }
+    if (nv < n) { F d = V::fsel(tail, V::sub(V::floadm(x + nv, tail), mean)); V::fstorem(y + nv, d, tail); s2 = V::fma(d, d, s2); }
+    const F sd = V::fset(std::sqrt(V::hsum(s2) / n + c.eps));
+    for (i = 0; i < nv; i += L) V::fstore(y + i, V::add(V::mul(V::div(V::fload(y + i), sd), V::fload(c.g + i)), V::fload(c.b + i)));
+    if (nv < n) {
+      F v = V::add(V::mul(V::div(V::floadm(y + nv, tail), sd), V::floadm(c.g + nv, tail)), V::floadm(c.b + nv, tail));
+      V::fstorem(y + nv, v, tail);
+    }
+  }
+}
+
+static void layernorm_f32(const float* x, int rows, int C, const float* gamma, const float* beta, float eps, float* out) {
+  int rpt = std::max(1, (int)(kEwChunk / std::max(1, C)));
+  LnCtx c{x, rows, C, rpt, gamma, beta, eps, out};
+  run_tasks((rows + rpt - 1) / rpt, layernorm_task, &c, (double)rows * C * 8);
+}
+
 struct SoftCtx { const float* x; int rows, cols, rpt; float* out; };
 
 // Rows [t*rpt, (t+1)*rpt): max, then e = exp(x - max) stored and summed, then e * (1/sum). A NaN
@@ -1064,6 +1100,6 @@ static void relu_f32(const float* x, size_t n, float* out) {
 
 const Kernels Q8_TABLE = {Q8_NAME, V::kU8, Q8_NS::gemm_q8, Q8_NS::conv_q8, Q8_NS::gemm_f32, Q8_NS::conv_f32,
                           Q8_NS::peak_i8, Q8_NS::peak_f32, Q8_NS::maxpool_f32, Q8_NS::binary_f32,
-                          Q8_NS::softmax_f32, Q8_NS::relu_f32, Q8_NS::erf_f32};
+                          Q8_NS::softmax_f32, Q8_NS::relu_f32, Q8_NS::erf_f32, Q8_NS::layernorm_f32};
 
 }  // namespace q8

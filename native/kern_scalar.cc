@@ -208,6 +208,19 @@ void erf_f32(const float* x, size_t n, float* out) {
   for (size_t i = 0; i < n; i++) out[i] = std::erf(x[i]);
 }
 
+void layernorm_f32(const float* x, int rows, int C, const float* gamma, const float* beta, float eps, float* out) {
+  for (int r = 0; r < rows; r++) {
+    const float* xr = x + (size_t)r * C;
+    float* y = out + (size_t)r * C;
+    double s = 0, s2 = 0;
+    for (int i = 0; i < C; i++) s += xr[i];
+    float mean = (float)(s / C);
+    for (int i = 0; i < C; i++) { float d = xr[i] - mean; y[i] = d; s2 += d * d; }
+    float sd = std::sqrt((float)(s2 / C) + eps);
+    for (int i = 0; i < C; i++) y[i] = y[i] / sd * gamma[i] + beta[i];
+  }
+}
+
 void relu_f32(const float* x, size_t n, float* out) {
   for (size_t i = 0; i < n; i++) { float v = x[i]; out[i] = v > 0.f ? v : v == v ? 0.f : v; }
 }
@@ -215,6 +228,6 @@ void relu_f32(const float* x, size_t n, float* out) {
 }  // namespace
 
 const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32, nullptr, nullptr, maxpool_f32, binary_f32, softmax_f32,
-                             relu_f32, erf_f32};
+                             relu_f32, erf_f32, layernorm_f32};
 
 }  // namespace q8

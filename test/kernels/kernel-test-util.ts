@@ -40,7 +40,7 @@ export function node(opType: string, domain: string, inputs: string[], attrs: Re
 }
 
 function refSchema(opType: string, domain: string): OpSchema {
-  const s = domain === 'q8' ? Q8_OPS.find((o) => o.opType === opType) : getOp(domain, opType);
+  const s = (domain === 'q8' ? Q8_OPS.find((o) => o.opType === opType) : undefined) ?? getOp(domain, opType);
   assert.ok(s, `reference kernel ${domain}::${opType} missing`);
   return s;
 }

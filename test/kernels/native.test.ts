@@ -129,7 +129,7 @@ test('Erf float32: native vs reference on every ISA (dense sweep of [-5, 5], tai
 });
 
 /** Counts calls of an addon entry point, so a test can tell the native path ran (not the fallback). */
-function spy<K extends 'maxPoolF32' | 'binaryF32' | 'softmaxF32' | 'reluF32'>(name: K): { calls: number; restore(): void } {
+function spy<K extends 'maxPoolF32' | 'binaryF32' | 'softmaxF32' | 'layerNormF32' | 'reluF32'>(name: K): { calls: number; restore(): void } {
   const a = addon as unknown as Record<string, (...args: unknown[]) => unknown>;
   const orig = a[name]!;
   const s = { calls: 0, restore: () => { a[name] = orig; } };
@@ -256,6 +256,26 @@ test('Add, Sub, Mul, Div float32 with broadcasting: native vs reference, bit for
   });
   } finally { calls.restore(); }
   assert.equal(calls.calls, expected, 'every non-empty case ran the native kernel');
+});
+
+test('q8.LayerNorm float32: native vs reference (row lengths, offset rows, batches)', { skip }, () => {
+  const r = rng(24);
+  const calls = spy('layerNormF32');
+  let expected = 0;
+  try {
+  forEachIsa((isa) => {
+    for (const [shape, offset] of [[[1, 128, 768], 0], [[3, 7], 0], [[2, 5, 33], 5], [[4, 100], 300], [[1], 0], [[2, 16], -40]] as [number[], number][]) {
+      const C = shape[shape.length - 1]!, n = shape.reduce((a, b) => a * b, 1);
+      const X = Tensor.from('float32', shape, floats(r, n, 25).map((v, i) => v * (1 + (i % 7)) + offset));
+      const G = Tensor.from('float32', [C], floats(r, C, 26).map((v) => 1 + v / 2));
+      const B = Tensor.from('float32', [C], floats(r, C, 27));
+      const { got, want } = both(node('LayerNorm', 'q8', ['x', 'g', 'b'], { epsilon: 1e-5 }), [X, G, B], [false, true, true]);
+      close(got, want, 2e-5, `${isa} LayerNorm ${shape} offset ${offset}`, 2e-6);
+      expected++;
+    }
+  });
+  } finally { calls.restore(); }
+  assert.equal(calls.calls, expected, 'every case ran the native kernel');
 });
 
 test('Softmax float32: native vs reference (row lengths, large and -Inf logits, NaN/+Inf rows, opset 11 coercion)', { skip }, () => {

@@ -64,6 +64,8 @@ export interface NativeAddon {
     offsB: Int32Array, stepB: number, inner: number, out: Float32Array): void;
   /** out[i] = A[i]·B[i] (A [M, K], B [K, N], out [M, N]) for i < batches; bShared 1: one B for all. */
   matmulF32(A: Float32Array, B: Float32Array, batches: number, M: number, K: number, N: number, bShared: 0 | 1, out: Float32Array): void;
+  /** q8.LayerNorm over rows of gamma.length values. */
+  layerNormF32(X: Float32Array, gamma: Float32Array, beta: Float32Array, epsilon: number, out: Float32Array): void;
   /** Softmax over each row of `cols` contiguous values. */
   softmaxF32(X: Float32Array, cols: number, out: Float32Array): void;
   /** ONNX Relu over out.length values. */
@@ -215,6 +217,21 @@ function compileBinary(args: CompileArgs, op: BinaryOp, act: 0 | 1): Kernel | nu
 
 const sameDims = (x: readonly number[], y: readonly number[]) => x.length === y.length && x.every((d, i) => d === y[i]);
 
+/** q8.LayerNorm on float32 (anything the addon does not take runs the reference, which names the problem). */
+function compileLayerNorm(args: CompileArgs): Kernel | null {
+  const n = addon!;
+  const ref = reference(args.node);
+  return (inputs, ctx) => {
+    const [X, G, B] = inputs;
+    if (!X || !G || !B || X.dtype !== 'float32' || G.dtype !== 'float32' || B.dtype !== 'float32' || X.rank < 1) return ref(inputs, ctx);
+    const C = X.shape[X.rank - 1]!;
+    if (C === 0 || G.size !== C || B.size !== C) return ref(inputs, ctx);
+    const Y = ctx.alloc('float32', X.shape);
+    if (Y.size) n.layerNormF32(X.data as Float32Array, G.data as Float32Array, B.data as Float32Array, ctx.attrs.float('epsilon', 1e-5), Y.data as Float32Array);
+    return [Y];
+  };
+}
+
 /** Softmax of float32 along the last axis (opset >= 13), or over the 2-D coercion of opsets < 13. */
 function compileSoftmax(args: CompileArgs): Kernel | null {
   const n = addon!;
@@ -241,7 +258,7 @@ function compileAddAct(args: CompileArgs): Kernel | null {
 
 export const nativeKernels: readonly FastKernel[] = fastKernels(() => addon !== null, {
   Conv: compileConv, Gemm: compileGemm, MatMul: compileMatMul, Q8Gemm: compileQ8Gemm, Q8Conv: compileQ8Conv,
-  MaxPool: compileMaxPool, Relu: compileRelu, Erf: compileErf, AddAct: compileAddAct, Softmax: compileSoftmax,
+  MaxPool: compileMaxPool, Relu: compileRelu, Erf: compileErf, AddAct: compileAddAct, Softmax: compileSoftmax, LayerNorm: compileLayerNorm,
   ...Object.fromEntries(Object.entries(BINARY_OPS).map(([op, code]) => [op, (a: CompileArgs) => compileBinary(a, code, 0)])),
 });
 
