@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace q8 {
@@ -47,6 +48,9 @@ struct PackQ8Conv {
   std::vector<float> wscale;  // [group][nblk][nwb][kCB]
   std::vector<int8_t> wraw;   // [M][Kg] original (depthwise kernel reads it directly)
   std::vector<float> wsraw;   // [M][nwb]
+  // Small output maps, whole-patch activation and channel weight windows: the conv runs as a GEMM
+  // over pixel rows (addon.cc conv_rows), each row quantized as one window, as the patch would be.
+  std::unique_ptr<PackQ8Gemm> rows;
 };
 
 struct PackF32Gemm {
@@ -60,6 +64,9 @@ struct PackF32Conv {
   int khw;
   std::vector<float> w;     // [group][nblk][Kg][kCB]
   std::vector<float> wraw;  // [M][Kg]
+  // Small output maps run as a GEMM over pixel rows (addon.cc conv_f32_rows): Wᵀ packed for it
+  // with K tap-major, built on first use.
+  std::unique_ptr<PackF32Gemm> rows;
 };
 
 struct ConvGeom {
