@@ -1028,40 +1028,96 @@ static void layernorm_f32(const float* x, int rows, int C, const float* gamma, c
   run_tasks((rows + rpt - 1) / rpt, layernorm_task, &c, (double)rows * C * 8);
 }
 
+// Softmax computes exp in double, as the reference does (Math.exp of x - max, each value stored
+// as float32, the sum in double, then value * (1/sum)): a float32 exp, though within 2e-7, reorders
+// near-tied scores and so changes which boxes an SSD detector keeps.
+#if Q8_W == 512
+using DV = __m512d;
+constexpr int LD = 8;
+static inline DV dload(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+static inline void dstore(float* p, DV v) { _mm256_storeu_ps(p, _mm512_cvtpd_ps(v)); }
+static inline DV dset(double v) { return _mm512_set1_pd(v); }
+static inline DV dadd(DV a, DV b) { return _mm512_add_pd(a, b); }
+static inline DV dsub(DV a, DV b) { return _mm512_sub_pd(a, b); }
+static inline DV dmul(DV a, DV b) { return _mm512_mul_pd(a, b); }
+static inline DV dfma(DV a, DV b, DV c) { return _mm512_fmadd_pd(a, b, c); }
+static inline DV dmax(DV a, DV b) { return _mm512_max_pd(a, b); }
+static inline DV drnd(DV a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+static inline DV dscale2(DV p, DV n) { return _mm512_scalef_pd(p, n); }
+static inline double dsum(DV a) { return _mm512_reduce_add_pd(a); }
+#else
+using DV = __m256d;
+constexpr int LD = 4;
+static inline DV dload(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+static inline void dstore(float* p, DV v) { _mm_storeu_ps(p, _mm256_cvtpd_ps(v)); }
+static inline DV dset(double v) { return _mm256_set1_pd(v); }
+static inline DV dadd(DV a, DV b) { return _mm256_add_pd(a, b); }
+static inline DV dsub(DV a, DV b) { return _mm256_sub_pd(a, b); }
+static inline DV dmul(DV a, DV b) { return _mm256_mul_pd(a, b); }
+static inline DV dfma(DV a, DV b, DV c) { return _mm256_fmadd_pd(a, b, c); }
+static inline DV dmax(DV a, DV b) { return _mm256_max_pd(a, b); }
+static inline DV drnd(DV a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+// p * 2^n for integral n in [-1080, 0]: two factors 2^(n/2), 2^(n - n/2), each a normal double.
+static inline DV dscale2(DV p, DV n) {
+  __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
+  __m256i n1 = _mm256_sub_epi64(_mm256_setzero_si256(), _mm256_srli_epi64(_mm256_sub_epi64(_mm256_setzero_si256(), ni), 1));
+  __m256i n2 = _mm256_sub_epi64(ni, n1);
+  const __m256i bias = _mm256_set1_epi64x(1023);
+  DV s1 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n1, bias), 52));
+  DV s2 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n2, bias), 52));
+  return _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
+}
+static inline double dsum(DV a) {
+  __m128d m = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(m, _mm_unpackhi_pd(m, m)));
+}
+#endif
+
+// exp(d) in double for d <= 0 (NaN stays NaN): n = round(d/ln2), r = d - n*ln2 (two parts),
+// Taylor to r^13 on |r| <= ln2/2 (truncation ~1e-17), times 2^n.
+static inline DV dexp(DV d) {
+  d = dmax(dset(-746.0), d);  // operand order keeps NaN; below -745 exp is 0
+  DV n = drnd(dmul(d, dset(1.4426950408889634)));
+  DV r = dfma(n, dset(-0.6931471803691238), d);
+  r = dfma(n, dset(-1.9082149292705877e-10), r);
+  static constexpr double kInvFact[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
+                                          1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
+                                          1.0 / 479001600, 1.0 / 6227020800.0};
+  DV p = dset(kInvFact[13]);
+  for (int i = 12; i >= 0; i--) p = dfma(p, r, dset(kInvFact[i]));
+  return dscale2(p, n);
+}
+
 struct SoftCtx { const float* x; int rows, cols, rpt; float* out; };
 
-// Rows [t*rpt, (t+1)*rpt): max, then e = exp(x - max) stored and summed, then e * (1/sum). A NaN
-// makes the sum NaN and so the whole row, as in the reference (so does +Inf: Inf - Inf).
+// Rows [t*rpt, (t+1)*rpt). A NaN makes the sum NaN and so the whole row, as in the reference (so
+// does +Inf: Inf - Inf); a row of -Inf is NaN too.
 static void softmax_task(void* vc, int t, int) {
   auto& c = *(SoftCtx*)vc;
   const int n = c.cols;
   for (int r = t * c.rpt, r1 = std::min(c.rows, r + c.rpt); r < r1; r++) {
     const float* x = c.x + (size_t)r * n;
     float* y = c.out + (size_t)r * n;
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    const DV vm = dset(mx);
+    DV s = dset(0.0);
     int i = 0;
-    F m = V::fset(-INFINITY);
-    for (; i + L <= n; i += L) m = V::max(m, V::fload(x + i));
-    float mx = V::hmax(m);
-    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    const F vm = V::fset(mx);
-    F s = V::fzero();
-    for (i = 0; i + L <= n; i += L) {
-      F e = vexp(V::sub(V::fload(x + i), vm));
-      V::fstore(y + i, e);
-      s = V::add(s, e);
+    for (; i + LD <= n; i += LD) {
+      DV e = dexp(dsub(dload(x + i), vm));
+      dstore(y + i, e);
+      s = dadd(s, e);
     }
-    float sum = V::hsum(s);
-    if (i < n) {
-      M mk = V::first(n - i);
-      F e = vexp(V::sub(V::floadm(x + i, mk), vm));
-      V::fstorem(y + i, e, mk);
-      alignas(64) float tmp[L];
-      V::fstore(tmp, e);
-      for (int l = 0; l < n - i; l++) sum += tmp[l];
+    double sum = dsum(s);
+    for (; i < n; i++) {
+      double e = std::exp((double)x[i] - (double)mx);
+      y[i] = (float)e;
+      sum += e;
     }
-    const F inv = V::fset(1.f / sum);
-    for (i = 0; i + L <= n; i += L) V::fstore(y + i, V::mul(V::fload(y + i), inv));
-    for (; i < n; i++) y[i] *= 1.f / sum;
+    const double inv = 1.0 / sum;
+    const DV vi = dset(inv);
+    for (i = 0; i + LD <= n; i += LD) dstore(y + i, dmul(dload(y + i), vi));
+    for (; i < n; i++) y[i] = (float)((double)y[i] * inv);
   }
 }
 

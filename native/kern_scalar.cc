@@ -197,10 +197,17 @@ void softmax_f32(const float* x, int rows, int cols, float* out) {
   for (int r = 0; r < rows; r++) {
     const float* xr = x + (size_t)r * cols;
     float* y = out + (size_t)r * cols;
-    float mx = -INFINITY, sum = 0.f;
+    // exp and the sum in double, values stored as float32: the reference's steps
+    float mx = -INFINITY;
+    double sum = 0;
     for (int i = 0; i < cols; i++) mx = xr[i] > mx ? xr[i] : mx;
-    for (int i = 0; i < cols; i++) sum += (y[i] = std::exp(xr[i] - mx));
-    for (int i = 0; i < cols; i++) y[i] *= 1.f / sum;
+    for (int i = 0; i < cols; i++) {
+      double e = std::exp((double)xr[i] - (double)mx);
+      y[i] = (float)e;
+      sum += e;
+    }
+    const double inv = 1.0 / sum;
+    for (int i = 0; i < cols; i++) y[i] = (float)((double)y[i] * inv);
   }
 }
 

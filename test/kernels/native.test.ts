@@ -307,7 +307,9 @@ test('Softmax float32: native vs reference (row lengths, large and -Inf logits, 
       const g = got.data as Float32Array, w = want.data as Float32Array;
       for (let i = 0; i < n; i++) {
         if (Number.isNaN(w[i]!)) { assert.ok(Number.isNaN(g[i]!), `${isa} Softmax ${c.shape} element ${i} should be NaN`); continue; }
-        assert.ok(Math.abs(g[i]! - w[i]!) <= 2e-6 * w[i]! + 1e-12, `${isa} Softmax ${c.shape} opset ${c.opset} element ${i}: ${g[i]} vs ${w[i]}`);
+        // exp in double like the reference: the float32 results agree to the last bit but for rare
+        // double-rounding cases (a float32 exp, 2e-7 off, reordered an SSD detector's tied boxes)
+        assert.ok(Math.abs(g[i]! - w[i]!) <= 6e-8 * w[i]! + 1e-30, `${isa} Softmax ${c.shape} opset ${c.opset} element ${i}: ${g[i]} vs ${w[i]}`);
       }
       if (c.native) expected++;
     }
