@@ -792,6 +792,64 @@ ENTRY(LayerNormF32)
   return undef(env);
 END
 
+// transpose32(X, shape, strides, out): out (row-major over `shape`) gathers the 4-byte elements of X
+// at sum(index[d] * strides[d]): a Transpose (any float32/int32 tensor, bits copied as they are)
+// after the caller has dropped unit dims and merged the ones that stay adjacent.
+static void transpose32(const uint32_t* x, int r, const int32_t* shape, const int32_t* st, uint32_t* out) {
+  if (r == 0) { out[0] = x[0]; return; }
+  const int n = shape[r - 1];
+  const size_t s = (size_t)st[r - 1];
+  // The last two output dims read (stride 1, stride s) of the input: a tiled 2-D transpose per
+  // outer index; otherwise runs along the last dim (copies when its stride is 1).
+  const bool tiles = r >= 2 && st[r - 2] == 1 && s != 1;
+  const int inner = tiles ? 2 : 1, m = tiles ? shape[r - 2] : 1;
+  size_t outer = 1;
+  for (int d = 0; d < r - inner; d++) outer *= (size_t)shape[d];
+  std::vector<int32_t> idx((size_t)r, 0);
+  uint32_t* o = out;
+  for (size_t k = 0; k < outer; k++) {
+    size_t base = 0;
+    for (int d = 0; d < r - inner; d++) base += (size_t)idx[d] * (size_t)st[d];
+    const uint32_t* b = x + base;
+    if (tiles) {
+      constexpr int T = 32;  // o[a][j] = b[a + j*s]
+      for (int a0 = 0; a0 < m; a0 += T)
+        for (int j0 = 0; j0 < n; j0 += T) {
+          int a1 = std::min(m, a0 + T), j1 = std::min(n, j0 + T);
+          for (int j = j0; j < j1; j++)
+            for (int a = a0; a < a1; a++) o[(size_t)a * n + j] = b[a + (size_t)j * s];
+        }
+      o += (size_t)m * n;
+    } else if (s == 1) {
+      std::memcpy(o, b, sizeof(uint32_t) * n);
+      o += n;
+    } else {
+      for (int j = 0; j < n; j++) o[j] = b[(size_t)j * s];
+      o += n;
+    }
+    for (int d = r - inner - 1; d >= 0; d--) { if (++idx[d] < shape[d]) break; idx[d] = 0; }
+  }
+}
+
+ENTRY(Transpose32)
+  Args a(env, info, 4, "transpose32");
+  size_t r = a.len(1, "shape");
+  CHECK(env, r == a.len(2, "strides") && r <= 16, "transpose32: shape and strides differ in rank");
+  auto* shape = a.arr<int32_t>(1, napi_int32_array, r, "shape");
+  auto* st = a.arr<int32_t>(2, napi_int32_array, r, "strides");
+  size_t total = 1, last = 0;
+  for (size_t d = 0; d < r; d++) {
+    CHECK(env, shape[d] >= 1 && st[d] >= 0, "transpose32: dims should be positive and strides non-negative");
+    total *= (size_t)shape[d];
+    last += (size_t)(shape[d] - 1) * (size_t)st[d];
+  }
+  auto* X = a.arr<float>(0, napi_float32_array, last + 1, "X");
+  auto* out = a.arr<float>(3, napi_float32_array, total, "out");
+  std::lock_guard<std::mutex> lk(pool().call);
+  transpose32((const uint32_t*)X, (int)r, shape, st, (uint32_t*)out);
+  return undef(env);
+END
+
 // peak(kind 'int8'|'f32', iters) -> { ops, seconds } of a register-only loop on the calling thread.
 ENTRY(Peak)
   Args a(env, info, 2, "peak");
@@ -822,7 +880,7 @@ NAPI_MODULE_INIT() {
       {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
       {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
       {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"peak", Peak},
-      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"layerNormF32", LayerNormF32}, {"matmulF32", MatmulF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
+      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"transpose32", Transpose32}, {"layerNormF32", LayerNormF32}, {"matmulF32", MatmulF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
   };
   for (auto& f : fns) {
     napi_value v;

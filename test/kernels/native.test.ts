@@ -129,7 +129,7 @@ test('Erf float32: native vs reference on every ISA (dense sweep of [-5, 5], tai
 });
 
 /** Counts calls of an addon entry point, so a test can tell the native path ran (not the fallback). */
-function spy<K extends 'maxPoolF32' | 'binaryF32' | 'softmaxF32' | 'layerNormF32' | 'reluF32'>(name: K): { calls: number; restore(): void } {
+function spy<K extends 'maxPoolF32' | 'binaryF32' | 'softmaxF32' | 'layerNormF32' | 'transpose32' | 'reluF32'>(name: K): { calls: number; restore(): void } {
   const a = addon as unknown as Record<string, (...args: unknown[]) => unknown>;
   const orig = a[name]!;
   const s = { calls: 0, restore: () => { a[name] = orig; } };
@@ -276,6 +276,43 @@ test('q8.LayerNorm float32: native vs reference (row lengths, offset rows, batch
   });
   } finally { calls.restore(); }
   assert.equal(calls.calls, expected, 'every case ran the native kernel');
+});
+
+test('Transpose of float32/int32: native vs reference bit for bit (random perms, ranks 1-6, unit dims, NaN payloads)', { skip }, () => {
+  const r = rng(31);
+  const calls = spy('transpose32');
+  let expected = 0;
+  const cases: [number[], number[] | undefined][] = [
+    [[1, 128, 12, 64], [0, 2, 1, 3]], [[1, 12, 128, 64], [0, 1, 3, 2]], [[33, 70], undefined], [[5000], [0]],
+    [[3, 1, 40, 17], [2, 0, 3, 1]], [[2, 3, 4, 5, 6, 7], [5, 3, 1, 0, 2, 4]], [[64, 56, 1], [2, 1, 0]],
+  ];
+  for (let i = 0; i < 6; i++) {  // random ones
+    const rank = 2 + Math.floor(r() * 4), shape = Array.from({ length: rank }, () => 1 + Math.floor(r() * 9));
+    const perm = shape.map((_, j) => j).sort(() => r() - 0.5);
+    cases.push([shape, perm]);
+  }
+  try {
+  forEachIsa((isa) => {
+    for (const [shape, perm] of cases) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const attrs = perm ? { perm } : {};
+      const f = floats(r, n, 32);
+      const nanBits = new Uint32Array(f.buffer);
+      nanBits[0] = 0x7fc01234;  // a NaN with a payload survives the copy
+      const F = Tensor.from('float32', shape, f);
+      let { got, want } = both(node('Transpose', '', ['x'], attrs), [F], [false]);
+      assert.deepEqual(got.shape, want.shape);
+      assert.deepEqual(new Uint32Array((got.data as Float32Array).buffer, (got.data as Float32Array).byteOffset, n),
+        new Uint32Array((want.data as Float32Array).buffer, (want.data as Float32Array).byteOffset, n), `${isa} float32 ${shape} ${perm}`);
+      const I = Tensor.from('int32', shape, Int32Array.from({ length: n }, (_, i) => i * 7 - 1000));
+      ({ got, want } = both(node('Transpose', '', ['x'], attrs), [I], [false]));
+      assert.deepEqual(Array.from(got.data as Int32Array), Array.from(want.data as Int32Array), `${isa} int32 ${shape} ${perm}`);
+      if (n >= 1024) expected += 2;
+    }
+  });
+  } finally { calls.restore(); }
+  assert.ok(expected > 0);
+  assert.equal(calls.calls, expected, 'tensors of 1024 values or more ran natively, smaller ones the reference');
 });
 
 test('Softmax float32: native vs reference (row lengths, large and -Inf logits, NaN/+Inf rows, opset 11 coercion)', { skip }, () => {

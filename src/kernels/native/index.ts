@@ -66,6 +66,8 @@ export interface NativeAddon {
   matmulF32(A: Float32Array, B: Float32Array, batches: number, M: number, K: number, N: number, bShared: 0 | 1, out: Float32Array): void;
   /** q8.LayerNorm over rows of gamma.length values. */
   layerNormF32(X: Float32Array, gamma: Float32Array, beta: Float32Array, epsilon: number, out: Float32Array): void;
+  /** out (row-major over shape) = X at sum(index·strides), 4-byte elements copied bit for bit. */
+  transpose32(X: Float32Array, shape: Int32Array, strides: Int32Array, out: Float32Array): void;
   /** Softmax over each row of `cols` contiguous values. */
   softmaxF32(X: Float32Array, cols: number, out: Float32Array): void;
   /** ONNX Relu over out.length values. */
@@ -232,6 +234,37 @@ function compileLayerNorm(args: CompileArgs): Kernel | null {
   };
 }
 
+/** A Float32Array over the same bytes (the addon copies 4-byte elements bit for bit). */
+const bits32 = (d: Float32Array | Int32Array | Uint32Array) => (d instanceof Float32Array ? d : new Float32Array(d.buffer, d.byteOffset, d.length));
+
+/**
+ * Transpose of 4-byte elements (float32, int32, uint32); small tensors and other dtypes run the
+ * reference (which also names a bad perm). Unit dims are dropped and output dims that stay adjacent
+ * in the input are merged, so BERT's head split is a run copy and Kᵀ one tiled 2-D transpose.
+ */
+function compileTranspose(args: CompileArgs): Kernel | null {
+  const n = addon!;
+  const ref = reference(args.node);
+  return (inputs, ctx) => {
+    const x = inputs[0];
+    if (!x || !(x.dtype === 'float32' || x.dtype === 'int32' || x.dtype === 'uint32') || x.size < 1024) return ref(inputs, ctx);
+    const perm = ctx.attrs.ints('perm') ?? x.shape.map((_, i) => x.rank - 1 - i);
+    if (perm.length !== x.rank || new Set(perm).size !== x.rank || perm.some((p) => !Number.isInteger(p) || p < 0 || p >= x.rank)) return ref(inputs, ctx);
+    const xs: number[] = new Array(x.rank);
+    for (let i = x.rank - 1, acc = 1; i >= 0; i--) { xs[i] = acc; acc *= x.shape[i]!; }
+    const dims: number[] = [], strides: number[] = [];
+    for (const p of perm) {
+      const d = x.shape[p]!, st = xs[p]!;
+      if (d === 1) continue;
+      const k = dims.length - 1;
+      if (k >= 0 && strides[k] === st * d) { dims[k]! *= d; strides[k] = st; } else { dims.push(d); strides.push(st); }
+    }
+    const Y = ctx.alloc(x.dtype, perm.map((p) => x.shape[p]!));
+    n.transpose32(bits32(x.data as Float32Array), Int32Array.from(dims), Int32Array.from(strides), bits32(Y.data as Float32Array));
+    return [Y];
+  };
+}
+
 /** Softmax of float32 along the last axis (opset >= 13), or over the 2-D coercion of opsets < 13. */
 function compileSoftmax(args: CompileArgs): Kernel | null {
   const n = addon!;
@@ -258,7 +291,7 @@ function compileAddAct(args: CompileArgs): Kernel | null {
 
 export const nativeKernels: readonly FastKernel[] = fastKernels(() => addon !== null, {
   Conv: compileConv, Gemm: compileGemm, MatMul: compileMatMul, Q8Gemm: compileQ8Gemm, Q8Conv: compileQ8Conv,
-  MaxPool: compileMaxPool, Relu: compileRelu, Erf: compileErf, AddAct: compileAddAct, Softmax: compileSoftmax, LayerNorm: compileLayerNorm,
+  MaxPool: compileMaxPool, Relu: compileRelu, Erf: compileErf, AddAct: compileAddAct, Softmax: compileSoftmax, LayerNorm: compileLayerNorm, Transpose: compileTranspose,
   ...Object.fromEntries(Object.entries(BINARY_OPS).map(([op, code]) => [op, (a: CompileArgs) => compileBinary(a, code, 0)])),
 });
 
