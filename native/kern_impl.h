@@ -562,19 +562,10 @@ static void q8_conv_blocks(const PackQ8Conv& P, int g, int blk0, int blk1, const
   }
 }
 
-// Few panels (small images) leave threads idle or unbalanced: split each panel's output channels
-// into ranges (each range re-packs the panel, cheap next to its share of the GEMM).
-static int conv_split(int tasks, int nblk) {
-  int want = 4 * pool_threads();
-  if (pool_threads() == 1 || tasks >= want) return 1;
-  return std::max(1, std::min(nblk, (want + tasks - 1) / tasks));
-}
-
 struct ConvCtx {
   const void* P; const ConvGeom* G; const float* X; const Epi* e; float* out;
   int group, npanel, OHW, M;
   const float* cmax;  // [batch][group][H*W] channel max of |x| (tap-major int8 path), or null
-  int nsplit;  // channel ranges per panel (more tasks than panels for small images)
   int ppg;     // pixel panels per task (fp32 conv: weight chunks reused across them)
 };
 
@@ -582,10 +573,7 @@ static void conv_q8_task(void* vc, int task, int th) {
   auto& c = *(ConvCtx*)vc;
   const PackQ8Conv& P = *(const PackQ8Conv*)c.P;
   const ConvGeom& G = *c.G;
-  int sp = task % c.nsplit;
-  task /= c.nsplit;
-  int bpc = (P.nblk + c.nsplit - 1) / c.nsplit, blk0 = sp * bpc, blk1 = std::min(P.nblk, blk0 + bpc);
-  if (blk0 >= blk1) return;
+  const int blk0 = 0, blk1 = P.nblk;
   int pp = task % c.npanel, g = (task / c.npanel) % c.group, b = task / (c.npanel * c.group);
   int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
   int Cg = G.C / c.group, HW = G.H * G.W;
@@ -632,8 +620,7 @@ static void cmax_task(void* vc, int task, int) {
 static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   if (P.acttap) { conv_q8_tap(P, G, batch, X, e, out); return; }
   int OHW = G.OH * G.OW;
-  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1, 1};
-  c.nsplit = conv_split(batch * P.group * c.npanel, P.nblk);
+  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1};
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) {
     dw_conv(&P, true, G, batch, X, e, out);
@@ -644,7 +631,7 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
     c.cmax = (const float*)scratch(0, 3).get(sizeof(float) * ((size_t)batch * P.group * G.H * G.W + 64));
     run_tasks(batch * P.group * ((G.H * G.W + kCmaxPix - 1) / kCmaxPix), cmax_task, &c, (double)batch * G.C * G.H * G.W * 4);
   }
-  run_tasks(batch * P.group * c.npanel * c.nsplit, conv_q8_task, &c, (double)batch * OHW * P.M * P.Kg);
+  run_tasks(batch * P.group * c.npanel, conv_q8_task, &c, (double)batch * OHW * P.M * P.Kg);
 }
 
 // ---------------------------------------------------------------- Conv, fp32
@@ -694,10 +681,7 @@ static void conv_f32_task(void* vc, int task, int th) {
   auto& c = *(ConvCtx*)vc;
   const PackF32Conv& P = *(const PackF32Conv*)c.P;
   const ConvGeom& G = *c.G;
-  int sp = task % c.nsplit;
-  task /= c.nsplit;
-  int bpc = (P.nblk + c.nsplit - 1) / c.nsplit, blk0 = sp * bpc, blk1 = std::min(P.nblk, blk0 + bpc);
-  if (blk0 >= blk1) return;
+  const int blk0 = 0, blk1 = P.nblk;
   const int ngrp = (c.npanel + c.ppg - 1) / c.ppg;
   int pg = task % ngrp, g = (task / ngrp) % c.group, b = task / (ngrp * c.group);
   int pp0 = pg * c.ppg, np = std::min(c.ppg, c.npanel - pp0);
@@ -753,8 +737,7 @@ static void conv_f32_task(void* vc, int task, int th) {
 
 static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   int OHW = G.OH * G.OW;
-  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1, 1};
-  c.nsplit = conv_split(batch * P.group * c.npanel, P.nblk);
+  ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1};
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) {
     dw_conv(&P, false, G, batch, X, e, out);
@@ -764,7 +747,7 @@ static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const f
     int tasks = batch * P.group * c.npanel;
     c.ppg = std::max(1, std::min(4, pool_threads() == 1 ? tasks : tasks / (4 * pool_threads())));
     int ngrp = (c.npanel + c.ppg - 1) / c.ppg;
-    run_tasks(batch * P.group * ngrp * c.nsplit, conv_f32_task, &c, (double)batch * OHW * P.M * P.Kg);
+    run_tasks(batch * P.group * ngrp, conv_f32_task, &c, (double)batch * OHW * P.M * P.Kg);
   }
 }
 

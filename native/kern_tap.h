@@ -16,7 +16,7 @@ struct TapCtx {
   float* out;      // this image
   uint8_t* qb;     // [Hp][C4][ph][Wq][4]
   float* sb;       // [Hp][ph][Wq] window scales (amax/127)
-  int Hp, Wq, ph, C4, Wt, nsplit;
+  int Hp, Wq, ph, C4, Wt;
 };
 
 // Lanes at padded columns X = (j*L + l)*sw + p of a zero-padded row t.
@@ -82,10 +82,7 @@ static void tap_conv_task(void* vc, int task, int th) {
   auto& c = *(TapCtx*)vc;
   const PackQ8Conv& P = *c.P;
   const ConvGeom& G = *c.G;
-  int sp = task % c.nsplit;
-  task /= c.nsplit;
-  int bpc = (P.nblk + c.nsplit - 1) / c.nsplit, blk0 = sp * bpc, blk1 = std::min(P.nblk, blk0 + bpc);
-  if (blk0 >= blk1) return;
+  const int blk0 = 0, blk1 = P.nblk;
   const int OHW = G.OH * G.OW, p0 = task * kPP, npix = std::min(kPP, OHW - p0);
   const int nv = (npix + L - 1) / L, C4 = c.C4;
   auto* panel = (uint8_t*)scratch(th, 1).get((size_t)P.K4 * kPP * 4 + 64);
@@ -144,7 +141,6 @@ static void conv_q8_tap(const PackQ8Conv& P, const ConvGeom& G, int batch, const
   c.Wq = (G.OW + L + jmax + 1 + L - 1) / L * L;
   c.Wt = (c.Wq * G.sw + 2 * L + L - 1) / L * L;
   const int tasks = (G.OH * G.OW + kPP - 1) / kPP;
-  c.nsplit = conv_split(tasks, P.nblk);
   static thread_local std::vector<uint8_t> qbuf;
   static thread_local std::vector<float> sbuf;
   // Slack of one vector before and after: a run's lane-0 address can precede its row (merged away).
@@ -157,6 +153,6 @@ static void conv_q8_tap(const PackQ8Conv& P, const ConvGeom& G, int batch, const
     c.x = X + (size_t)b * G.C * G.H * G.W;
     c.out = out + (size_t)b * P.M * OHW;
     run_tasks(c.Hp, tap_quant_row, &c, (double)G.C * G.H * G.W * 4);
-    run_tasks(tasks * c.nsplit, tap_conv_task, &c, (double)OHW * P.M * P.Kg);
+    run_tasks(tasks, tap_conv_task, &c, (double)OHW * P.M * P.Kg);
   }
 }
