@@ -228,8 +228,8 @@ export function matMulPlan(args: CompileArgs): { K: number; N: number; W: Float3
 
 /**
  * MatMul whose right side is computed at run time (attention's Q·Kᵀ and P·V): float32 A [..., M, K]
- * and B [..., K, N] with the same leading dims, or B without them (broadcast). Each slice's B is
- * transposed to W [N, K] and handed to `run` (which packs it); anything else runs the reference.
+ * and B [..., K, N] with the same leading dims, or B without them (broadcast, bShared). `run` gets
+ * the whole batch as it lies in memory and packs each B slice itself; anything else runs the reference.
  */
 export function dynamicMatMulKernel(ref: Kernel, run: (A: Float32Array, B: Float32Array, batches: number, M: number, K: number, N: number, bShared: boolean, out: Float32Array) => void): Kernel {
   return (inputs, ctx) => {
@@ -273,8 +273,8 @@ const OPTIONAL = [
 
 /**
  * A backend's fast kernels; each compiles to null (the reference runs) until `ready()`. The
- * memory-bound float ops (OPTIONAL: MaxPool, Relu, Erf, the binary arithmetic, Softmax, Transpose, q8.AddAct, q8.LayerNorm)
- * are optional: a backend without them leaves them to the reference.
+ * memory-bound ops in OPTIONAL (MaxPool, Relu, Erf, the binary arithmetic, Softmax, Transpose,
+ * q8.AddAct, q8.LayerNorm) are optional: a backend without them leaves them to the reference.
  */
 export function fastKernels(
   ready: () => boolean,
