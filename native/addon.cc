@@ -280,21 +280,19 @@ static PackQ8Conv* pack_q8_conv(const int8_t* W, const float* S, int M, int Kg, 
   return P;
 }
 
-static PackF32Gemm* pack_f32_gemm(const float* W, int N, int K) {
-  auto* P = new PackF32Gemm();
-  P->N = N; P->K = K; P->npanel = (N + kNR - 1) / kNR;
-  P->w.assign((size_t)P->npanel * K * kNR, 0.f);
-  for (int n = 0; n < N; n++)
-    for (int k = 0; k < K; k++) P->w[((size_t)(n / kNR) * K + k) * kNR + n % kNR] = W[(size_t)n * K + k];
-  return P;
-}
-
-// The same layout from B [K, N] (MatMul's right side), into an existing pack (reused across calls).
-static void pack_f32_gemm_kn(PackF32Gemm& P, const float* B, int K, int N) {
+// Fills P with the panel layout of the N x K right-hand side whose element (n, k) is src[n*sn + k*sk].
+static void fill_f32_gemm(PackF32Gemm& P, const float* src, int N, int K, size_t sn, size_t sk) {
   P.N = N; P.K = K; P.npanel = (N + kNR - 1) / kNR;
   P.w.assign((size_t)P.npanel * K * kNR, 0.f);
-  for (int k = 0; k < K; k++)
-    for (int n = 0; n < N; n++) P.w[((size_t)(n / kNR) * K + k) * kNR + n % kNR] = B[(size_t)k * N + n];
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++) P.w[((size_t)(n / kNR) * K + k) * kNR + n % kNR] = src[n * sn + k * sk];
+}
+
+// W [N, K] (out = A·Wᵀ).
+static PackF32Gemm* pack_f32_gemm(const float* W, int N, int K) {
+  auto* P = new PackF32Gemm();
+  fill_f32_gemm(*P, W, N, K, (size_t)K, 1);
+  return P;
 }
 
 static PackF32Conv* pack_f32_conv(const float* W, int M, int Kg, int group, int khw) {
@@ -501,7 +499,7 @@ ENTRY(MatmulF32)
   static PackF32Gemm P;  // guarded by pool().call
   Epi e{nullptr, -INFINITY, INFINITY};
   for (int i = 0; i < batches; i++) {
-    if (i == 0 || !shared) pack_f32_gemm_kn(P, B + (size_t)(shared ? 0 : i) * Kd * N, Kd, N);
+    if (i == 0 || !shared) fill_f32_gemm(P, B + (size_t)(shared ? 0 : i) * Kd * N, N, Kd, 1, (size_t)N);
     K().gemm_f32(P, A + (size_t)i * M * Kd, M, e, out + (size_t)i * M * N);
   }
   return undef(env);
@@ -598,7 +596,8 @@ static bool conv_rows_ok(int group, int Kg, const ConvGeom& G, int batch, bool i
 }
 
 // dst[j][i] = src[i][j] for i < R, j < Cc (leading dimensions sl, dl), in cache-sized tiles.
-static void transpose_tiles(const float* src, size_t sl, int R, int Cc, float* dst, size_t dl) {
+template <class E>
+static void transpose_tiles(const E* src, size_t sl, int R, int Cc, E* dst, size_t dl) {
   constexpr int T = 32;
   for (int i0 = 0; i0 < R; i0 += T)
     for (int j0 = 0; j0 < Cc; j0 += T) {
@@ -715,7 +714,6 @@ ENTRY(MaxPoolF32)
   return undef(env);
 END
 
-// addF32(A, B, act 0|1, out): out = A + B (same length), act 1 then v < 0 ? 0 : v.
 // binaryF32(A, B, op, act, offsA, stepA, offsB, stepB, inner, out): a broadcasting Add/Sub/Mul/Div
 // over a BroadcastPlan (src/ops/util/broadcast.ts): out.length = offsA.length * inner.
 ENTRY(BinaryF32)
@@ -755,26 +753,24 @@ ENTRY(SoftmaxF32)
   return undef(env);
 END
 
-// reluF32(X, out): ONNX Relu over out.length values.
-ENTRY(ReluF32)
-  Args a(env, info, 2, "reluF32");
+// reluF32(X, out) and erfF32(X, out): ONNX Relu / Erf over out.length values.
+static napi_value unary_f32(napi_env env, napi_callback_info info, const char* name,
+                            void (*Kernels::*fn)(const float*, size_t, float*)) {
+  Args a(env, info, 2, name);
   size_t n = a.len(1, "out");
   auto* X = a.arr<float>(0, napi_float32_array, n, "X");
   auto* out = a.arr<float>(1, napi_float32_array, n, "out");
   std::lock_guard<std::mutex> lk(pool().call);
-  K().relu_f32(X, n, out);
+  (K().*fn)(X, n, out);
   return undef(env);
+}
+
+ENTRY(ReluF32)
+  return unary_f32(env, info, "reluF32", &Kernels::relu_f32);
 END
 
-// erfF32(X, out): ONNX Erf over out.length values.
 ENTRY(ErfF32)
-  Args a(env, info, 2, "erfF32");
-  size_t n = a.len(1, "out");
-  auto* X = a.arr<float>(0, napi_float32_array, n, "X");
-  auto* out = a.arr<float>(1, napi_float32_array, n, "out");
-  std::lock_guard<std::mutex> lk(pool().call);
-  K().erf_f32(X, n, out);
-  return undef(env);
+  return unary_f32(env, info, "erfF32", &Kernels::erf_f32);
 END
 
 // layerNormF32(X, gamma, beta, epsilon, out): q8.LayerNorm over the last axis (C = gamma.length).
@@ -812,13 +808,7 @@ static void transpose32(const uint32_t* x, int r, const int32_t* shape, const in
     for (int d = 0; d < r - inner; d++) base += (size_t)idx[d] * (size_t)st[d];
     const uint32_t* b = x + base;
     if (tiles) {
-      constexpr int T = 32;  // o[a][j] = b[a + j*s]
-      for (int a0 = 0; a0 < m; a0 += T)
-        for (int j0 = 0; j0 < n; j0 += T) {
-          int a1 = std::min(m, a0 + T), j1 = std::min(n, j0 + T);
-          for (int j = j0; j < j1; j++)
-            for (int a = a0; a < a1; a++) o[(size_t)a * n + j] = b[a + (size_t)j * s];
-        }
+      transpose_tiles(b, s, n, m, o, (size_t)n);  // o[a][j] = b[a + j*s]
       o += (size_t)m * n;
     } else if (s == 1) {
       std::memcpy(o, b, sizeof(uint32_t) * n);
