@@ -19,6 +19,8 @@ namespace Q8_NS {
 using F = V::F;
 using I = V::I;
 using M = V::M;
+using DV = V::D;  // double lanes (Softmax's exp)
+constexpr int LD = V::LD;
 constexpr int L = V::L;
 constexpr int NVG = kNR / L;  // vectors per GEMM panel
 constexpr int NVC = kPP / L;  // vectors per conv pixel panel
@@ -859,7 +861,26 @@ static void maxpool_f32(const ConvGeom& G, int planes, const float* X, float* ou
 
 constexpr size_t kEwChunk = 16384;  // elements per task: big enough to amortize a task, L2-sized
 
-struct EwCtx { const float* a; const float* b; size_t n; int act; float* out; };
+// A unary element-wise op over n values, kEwChunk per task, the tail masked.
+struct EwCtx { const float* x; size_t n; float* out; };
+
+template <F (*OP)(F)>
+static void unary_task(void* vc, int t, int) {
+  auto& c = *(EwCtx*)vc;
+  size_t i0 = (size_t)t * kEwChunk, i1 = std::min(c.n, i0 + kEwChunk), i = i0;
+  for (; i + L <= i1; i += L) V::fstore(c.out + i, OP(V::fload(c.x + i)));
+  if (i < i1) {
+    M m = V::first((int)(i1 - i));
+    V::fstorem(c.out + i, OP(V::floadm(c.x + i, m)), m);
+  }
+}
+
+// cost: the run_tasks work estimate per value
+template <F (*OP)(F)>
+static void unary_run(const float* x, size_t n, float* out, double cost) {
+  EwCtx c{x, n, out};
+  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), unary_task<OP>, &c, (double)n * cost);
+}
 
 template <int OP>
 static inline F bop(F a, F b) {
@@ -960,20 +981,7 @@ static inline F verf(F x) {
   return V::copysign(V::fmerge(large, V::lt(ax, V::fset(0.875f)), small), x);
 }
 
-static void erf_task(void* vc, int t, int) {
-  auto& c = *(EwCtx*)vc;
-  size_t i0 = (size_t)t * kEwChunk, i1 = std::min(c.n, i0 + kEwChunk), i = i0;
-  for (; i + L <= i1; i += L) V::fstore(c.out + i, verf(V::fload(c.a + i)));
-  if (i < i1) {
-    M m = V::first((int)(i1 - i));
-    V::fstorem(c.out + i, verf(V::floadm(c.a + i, m)), m);
-  }
-}
-
-static void erf_f32(const float* x, size_t n, float* out) {
-  EwCtx c{x, nullptr, n, 0, out};
-  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), erf_task, &c, (double)n * 40);
-}
+static void erf_f32(const float* x, size_t n, float* out) { unary_run<verf>(x, n, out, 40); }
 
 struct LnCtx { const float* x; int rows, C, rpt; const float* g; const float* b; float eps; float* out; };
 
@@ -1013,62 +1021,21 @@ static void layernorm_f32(const float* x, int rows, int C, const float* gamma, c
 
 // Softmax computes exp in double, as the reference does (Math.exp of x - max, each value stored
 // as float32, the sum in double, then value * (1/sum)): a float32 exp, though within 2e-7, reorders
-// near-tied scores and so changes which boxes an SSD detector keeps.
-#if Q8_W == 512
-using DV = __m512d;
-constexpr int LD = 8;
-static inline DV dload(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
-static inline void dstore(float* p, DV v) { _mm256_storeu_ps(p, _mm512_cvtpd_ps(v)); }
-static inline DV dset(double v) { return _mm512_set1_pd(v); }
-static inline DV dadd(DV a, DV b) { return _mm512_add_pd(a, b); }
-static inline DV dsub(DV a, DV b) { return _mm512_sub_pd(a, b); }
-static inline DV dmul(DV a, DV b) { return _mm512_mul_pd(a, b); }
-static inline DV dfma(DV a, DV b, DV c) { return _mm512_fmadd_pd(a, b, c); }
-static inline DV dmax(DV a, DV b) { return _mm512_max_pd(a, b); }
-static inline DV drnd(DV a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-static inline DV dscale2(DV p, DV n) { return _mm512_scalef_pd(p, n); }
-static inline double dsum(DV a) { return _mm512_reduce_add_pd(a); }
-#else
-using DV = __m256d;
-constexpr int LD = 4;
-static inline DV dload(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
-static inline void dstore(float* p, DV v) { _mm_storeu_ps(p, _mm256_cvtpd_ps(v)); }
-static inline DV dset(double v) { return _mm256_set1_pd(v); }
-static inline DV dadd(DV a, DV b) { return _mm256_add_pd(a, b); }
-static inline DV dsub(DV a, DV b) { return _mm256_sub_pd(a, b); }
-static inline DV dmul(DV a, DV b) { return _mm256_mul_pd(a, b); }
-static inline DV dfma(DV a, DV b, DV c) { return _mm256_fmadd_pd(a, b, c); }
-static inline DV dmax(DV a, DV b) { return _mm256_max_pd(a, b); }
-static inline DV drnd(DV a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-// p * 2^n for integral n in [-1080, 0]: two factors 2^(n/2), 2^(n - n/2), each a normal double.
-static inline DV dscale2(DV p, DV n) {
-  __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
-  __m256i n1 = _mm256_sub_epi64(_mm256_setzero_si256(), _mm256_srli_epi64(_mm256_sub_epi64(_mm256_setzero_si256(), ni), 1));
-  __m256i n2 = _mm256_sub_epi64(ni, n1);
-  const __m256i bias = _mm256_set1_epi64x(1023);
-  DV s1 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n1, bias), 52));
-  DV s2 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n2, bias), 52));
-  return _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
-}
-static inline double dsum(DV a) {
-  __m128d m = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
-  return _mm_cvtsd_f64(_mm_add_sd(m, _mm_unpackhi_pd(m, m)));
-}
-#endif
-
+// near-tied scores and so changes which boxes an SSD detector keeps. The double lanes are V::D.
+//
 // exp(d) in double for d <= 0 (NaN stays NaN): n = round(d/ln2), r = d - n*ln2 (two parts),
 // Taylor to r^13 on |r| <= ln2/2 (truncation ~1e-17), times 2^n.
 static inline DV dexp(DV d) {
-  d = dmax(dset(-746.0), d);  // operand order keeps NaN; below -745 exp is 0
-  DV n = drnd(dmul(d, dset(1.4426950408889634)));
-  DV r = dfma(n, dset(-0.6931471803691238), d);
-  r = dfma(n, dset(-1.9082149292705877e-10), r);
+  d = V::dmax(V::dset(-746.0), d);  // operand order keeps NaN; below -745 exp is 0
+  DV n = V::drnd(V::dmul(d, V::dset(1.4426950408889634)));
+  DV r = V::dfma(n, V::dset(-0.6931471803691238), d);
+  r = V::dfma(n, V::dset(-1.9082149292705877e-10), r);
   static constexpr double kInvFact[14] = {1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040,
                                           1.0 / 40320, 1.0 / 362880, 1.0 / 3628800, 1.0 / 39916800,
                                           1.0 / 479001600, 1.0 / 6227020800.0};
-  DV p = dset(kInvFact[13]);
-  for (int i = 12; i >= 0; i--) p = dfma(p, r, dset(kInvFact[i]));
-  return dscale2(p, n);
+  DV p = V::dset(kInvFact[13]);
+  for (int i = 12; i >= 0; i--) p = V::dfma(p, r, V::dset(kInvFact[i]));
+  return V::dscale2(p, n);
 }
 
 struct SoftCtx { const float* x; int rows, cols, rpt; float* out; };
@@ -1083,37 +1050,24 @@ static void softmax_task(void* vc, int t, int) {
     float* y = c.out + (size_t)r * n;
     float mx = -INFINITY;
     for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    const DV vm = dset(mx);
-    DV s = dset(0.0);
+    const DV vm = V::dset(mx);
+    DV s = V::dset(0.0);
     int i = 0;
     for (; i + LD <= n; i += LD) {
-      DV e = dexp(dsub(dload(x + i), vm));
-      dstore(y + i, e);
-      s = dadd(s, e);
+      DV e = dexp(V::dsub(V::dload(x + i), vm));
+      V::dstore(y + i, e);
+      s = V::dadd(s, e);
     }
-    double sum = dsum(s);
+    double sum = V::dsum(s);
     for (; i < n; i++) {
       double e = std::exp((double)x[i] - (double)mx);
       y[i] = (float)e;
       sum += e;
     }
     const double inv = 1.0 / sum;
-    const DV vi = dset(inv);
-    for (i = 0; i + LD <= n; i += LD) dstore(y + i, dmul(dload(y + i), vi));
+    const DV vi = V::dset(inv);
+    for (i = 0; i + LD <= n; i += LD) V::dstore(y + i, V::dmul(V::dload(y + i), vi));
     for (; i < n; i++) y[i] = (float)((double)y[i] * inv);
-  }
-}
-
-static void relu_task(void* vc, int t, int) {
-  auto& c = *(EwCtx*)vc;
-  size_t i0 = (size_t)t * kEwChunk, i1 = std::min(c.n, i0 + kEwChunk), i = i0;
-  const F z = V::fzero();
-  // max(v, 0) = v > 0 ? v : 0, then NaN back in
-  for (; i + L <= i1; i += L) { F v = V::fload(c.a + i); V::fstore(c.out + i, V::fmerge(V::max(v, z), V::isnan(v), v)); }
-  if (i < i1) {
-    M m = V::first((int)(i1 - i));
-    F v = V::floadm(c.a + i, m);
-    V::fstorem(c.out + i, V::fmerge(V::max(v, z), V::isnan(v), v), m);
   }
 }
 
@@ -1130,10 +1084,10 @@ static void softmax_f32(const float* x, int rows, int cols, float* out) {
   run_tasks((rows + rpt - 1) / rpt, softmax_task, &c, (double)rows * cols * 30);
 }
 
-static void relu_f32(const float* x, size_t n, float* out) {
-  EwCtx c{x, nullptr, n, 1, out};
-  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), relu_task, &c, (double)n * 4);
-}
+// ONNX Relu: max(v, 0) = v > 0 ? v : 0, then NaN back in
+static inline F relu1(F v) { return V::fmerge(V::max(v, V::fzero()), V::isnan(v), v); }
+
+static void relu_f32(const float* x, size_t n, float* out) { unary_run<relu1>(x, n, out, 4); }
 
 }  // namespace Q8_NS
 

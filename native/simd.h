@@ -38,6 +38,20 @@ struct V {
   // p * 2^n for integral n in [-150, 128] (IEEE overflow/underflow, denormals included).
   static F scale2(F p, F n) { return _mm512_scalef_ps(p, n); }
   static float hsum(F a) { return _mm512_reduce_add_ps(a); }
+  // Double lanes, for an exp as exact as the reference's (Softmax).
+  using D = __m512d;
+  static constexpr int LD = 8;
+  static D dload(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+  static void dstore(float* p, D v) { _mm256_storeu_ps(p, _mm512_cvtpd_ps(v)); }
+  static D dset(double v) { return _mm512_set1_pd(v); }
+  static D dadd(D a, D b) { return _mm512_add_pd(a, b); }
+  static D dsub(D a, D b) { return _mm512_sub_pd(a, b); }
+  static D dmul(D a, D b) { return _mm512_mul_pd(a, b); }
+  static D dfma(D a, D b, D c) { return _mm512_fmadd_pd(a, b, c); }
+  static D dmax(D a, D b) { return _mm512_max_pd(a, b); }
+  static D drnd(D a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static D dscale2(D p, D n) { return _mm512_scalef_pd(p, n); }
+  static double dsum(D a) { return _mm512_reduce_add_pd(a); }
   static M lt(F a, F b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
   // |mag| with the sign of sgn
   static F copysign(F mag, F sgn) {
@@ -126,6 +140,32 @@ struct V {
     m = _mm_add_ps(m, _mm_movehl_ps(m, m));
     m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
     return _mm_cvtss_f32(m);
+  }
+  // Double lanes, for an exp as exact as the reference's (Softmax).
+  using D = __m256d;
+  static constexpr int LD = 4;
+  static D dload(const float* p) { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+  static void dstore(float* p, D v) { _mm_storeu_ps(p, _mm256_cvtpd_ps(v)); }
+  static D dset(double v) { return _mm256_set1_pd(v); }
+  static D dadd(D a, D b) { return _mm256_add_pd(a, b); }
+  static D dsub(D a, D b) { return _mm256_sub_pd(a, b); }
+  static D dmul(D a, D b) { return _mm256_mul_pd(a, b); }
+  static D dfma(D a, D b, D c) { return _mm256_fmadd_pd(a, b, c); }
+  static D dmax(D a, D b) { return _mm256_max_pd(a, b); }
+  static D drnd(D a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // p * 2^n for integral n in [-1080, 0]: two factors 2^(n/2), 2^(n - n/2), each a normal double.
+  static D dscale2(D p, D n) {
+    __m256i ni = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(n));
+    __m256i n1 = _mm256_sub_epi64(_mm256_setzero_si256(), _mm256_srli_epi64(_mm256_sub_epi64(_mm256_setzero_si256(), ni), 1));
+    __m256i n2 = _mm256_sub_epi64(ni, n1);
+    const __m256i bias = _mm256_set1_epi64x(1023);
+    D s1 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n1, bias), 52));
+    D s2 = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(n2, bias), 52));
+    return _mm256_mul_pd(_mm256_mul_pd(p, s1), s2);
+  }
+  static double dsum(D a) {
+    __m128d m = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(m, _mm_unpackhi_pd(m, m)));
   }
   static F max(F a, F b) { return _mm256_max_ps(a, b); }
   static F min(F a, F b) { return _mm256_min_ps(a, b); }
