@@ -352,29 +352,28 @@ struct Args {
     napi_typeof(env, argv[i], &t);
     return t == napi_null || t == napi_undefined;
   }
-  // Element count of the typed array at i (the element-wise entries size their work by `out`).
-  size_t len(size_t i, const char* what) {
+  // The typed array at i: its element type, element count and data.
+  void typed(size_t i, const char* what, napi_typedarray_type& t, size_t& n, void*& data) {
     bool ok = false;
     napi_is_typedarray(env, argv[i], &ok);
     CHECK(env, ok, std::string(what) + " should be a typed array");
-    napi_typedarray_type t;
-    size_t n;
-    void* data;
     napi_value ab;
     size_t off;
     napi_get_typedarray_info(env, argv[i], &t, &n, &data, &ab, &off);
+  }
+  // Element count of the typed array at i (the element-wise entries size their work by `out`).
+  size_t len(size_t i, const char* what) {
+    napi_typedarray_type t;
+    size_t n;
+    void* data;
+    typed(i, what, t, n, data);
     return n;
   }
   template <class T> T* arr(size_t i, napi_typedarray_type want, size_t min_len, const char* what) {
-    bool ok = false;
-    napi_is_typedarray(env, argv[i], &ok);
-    CHECK(env, ok, std::string(what) + " should be a typed array");
     napi_typedarray_type t;
     size_t len;
     void* data;
-    napi_value ab;
-    size_t off;
-    napi_get_typedarray_info(env, argv[i], &t, &len, &data, &ab, &off);
+    typed(i, what, t, len, data);
     CHECK(env, t == want, std::string(what) + " has the wrong element type");
     CHECK(env, len >= min_len, std::string(what) + " is too short: need " + std::to_string(min_len) + ", got " + std::to_string(len));
     return (T*)data;
