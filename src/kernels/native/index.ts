@@ -18,6 +18,7 @@ import {
 } from '../compile-helpers.js';
 import { findPackageFile } from '../package-file.js';
 import { broadcastPlan, type BroadcastPlan } from '../../ops/util/broadcast.js';
+import { sameShape, stridesOf } from '../../core/shape.js';
 import type { Kernel } from '../../ops/registry.js';
 import { registerBackend, type Backend, type CompileArgs, type FastKernel } from '../registry.js';
 
@@ -206,7 +207,7 @@ function compileBinary(args: CompileArgs, op: BinaryOp, act: 0 | 1): Kernel | nu
     const [a, b] = inputs;
     if (!a || !b || a.dtype !== 'float32' || b.dtype !== 'float32') return ref(inputs, ctx);
     // A node sees the same shapes call after call: keep the plan (its offset tables) for them.
-    if (!last || !sameDims(last.a, a.shape) || !sameDims(last.b, b.shape)) last = { a: a.shape, b: b.shape, plan: broadcastPlan([a.shape, b.shape]) };
+    if (!last || !sameShape(last.a, a.shape) || !sameShape(last.b, b.shape)) last = { a: a.shape, b: b.shape, plan: broadcastPlan([a.shape, b.shape]) };
     const p = last.plan;
     const Y = ctx.alloc('float32', p.shape);
     if (p.size) {
@@ -216,8 +217,6 @@ function compileBinary(args: CompileArgs, op: BinaryOp, act: 0 | 1): Kernel | nu
     return [Y];
   };
 }
-
-const sameDims = (x: readonly number[], y: readonly number[]) => x.length === y.length && x.every((d, i) => d === y[i]);
 
 /** q8.LayerNorm on float32 (anything the addon does not take runs the reference, which names the problem). */
 function compileLayerNorm(args: CompileArgs): Kernel | null {
@@ -250,8 +249,7 @@ function compileTranspose(args: CompileArgs): Kernel | null {
     if (!x || !(x.dtype === 'float32' || x.dtype === 'int32' || x.dtype === 'uint32') || x.size < 1024) return ref(inputs, ctx);
     const perm = ctx.attrs.ints('perm') ?? x.shape.map((_, i) => x.rank - 1 - i);
     if (perm.length !== x.rank || new Set(perm).size !== x.rank || perm.some((p) => !Number.isInteger(p) || p < 0 || p >= x.rank)) return ref(inputs, ctx);
-    const xs: number[] = new Array(x.rank);
-    for (let i = x.rank - 1, acc = 1; i >= 0; i--) { xs[i] = acc; acc *= x.shape[i]!; }
+    const xs = stridesOf(x.shape);
     const dims: number[] = [], strides: number[] = [];
     for (const p of perm) {
       const d = x.shape[p]!, st = xs[p]!;
