@@ -128,13 +128,26 @@ test('Erf float32: native vs reference on every ISA (dense sweep of [-5, 5], tai
   });
 });
 
-/** Counts calls of an addon entry point, so a test can tell the native path ran (not the fallback). */
-function spy<K extends 'maxPoolF32' | 'binaryF32' | 'softmaxF32' | 'layerNormF32' | 'transpose32' | 'reluF32'>(name: K): { calls: number; restore(): void } {
+type Entry = 'maxPoolF32' | 'binaryF32' | 'softmaxF32' | 'layerNormF32' | 'transpose32' | 'reluF32';
+
+/**
+ * forEachIsa(body) while counting calls of the named addon entry points, so a test can tell the
+ * native path ran (not the fallback); the entry points are restored afterwards.
+ */
+function countingCalls<K extends Entry>(names: K[], body: (isa: NativeIsa) => void): Record<K, number> {
   const a = addon as unknown as Record<string, (...args: unknown[]) => unknown>;
-  const orig = a[name]!;
-  const s = { calls: 0, restore: () => { a[name] = orig; } };
-  a[name] = (...args: unknown[]) => { s.calls++; return orig.apply(addon, args); };
-  return s;
+  const calls = {} as Record<K, number>;
+  const orig = names.map((name) => a[name]!);
+  names.forEach((name, i) => {
+    calls[name] = 0;
+    a[name] = (...args: unknown[]) => { calls[name]++; return orig[i]!.apply(addon, args); };
+  });
+  try {
+    forEachIsa(body);
+  } finally {
+    names.forEach((name, i) => { a[name] = orig[i]!; });
+  }
+  return calls;
 }
 
 /** Bit-for-bit up to NaN payloads and the sign of zero. */
@@ -175,9 +188,7 @@ test('MaxPool float32 2-D: native vs reference (odd sizes, strides, pads, ceil_m
     { B: 1, C: 64, H: 56, W: 56, k: [2, 2], s: [2, 2] },
     { B: 1, C: 3, H: 4, W: 4, k: [3, 3], s: [3, 3], pads: [2, 2, 2, 2], ceil: 1 }, // windows wholly in the padding
   ];
-  const calls = spy('maxPoolF32');
-  try {
-  forEachIsa((isa) => {
+  const calls = countingCalls(['maxPoolF32'], (isa) => {
     cases.forEach((c, ci) => {
       for (const rate of [0, 0.05]) {
         const X = Tensor.from('float32', [c.B, c.C, c.H, c.W], rate ? specials(r, c.B * c.C * c.H * c.W, rate) : floats(r, c.B * c.C * c.H * c.W, 13));
@@ -191,16 +202,13 @@ test('MaxPool float32 2-D: native vs reference (odd sizes, strides, pads, ceil_m
       }
     });
   });
-  } finally { calls.restore(); }
-  assert.equal(calls.calls, ISAS.length * 12 * 2, 'every case ran the native kernel');
+  assert.equal(calls.maxPoolF32, ISAS.length * 12 * 2, 'every case ran the native kernel');
 });
 
 test('Relu, Add and q8.AddAct float32: native vs reference (odd lengths, NaN/±Inf)', { skip }, () => {
   const r = rng(12);
   const addAct = getOp('q8', 'AddAct')!;
-  const adds = spy('binaryF32'), relus = spy('reluF32');
-  try {
-  forEachIsa((isa) => {
+  const calls = countingCalls(['binaryF32', 'reluF32'], (isa) => {
     for (const shape of [[1], [7], [3, 5, 17], [2, 64, 33, 9], [1, 256, 14, 14], [40000]]) {
       const n = shape.reduce((a, b) => a * b, 1);
       const A = Tensor.from('float32', shape, specials(r, n, 0.03));
@@ -224,9 +232,8 @@ test('Relu, Add and q8.AddAct float32: native vs reference (odd lengths, NaN/±I
     const ai = both(node('Add', '', ['a', 'b'], {}), [I, I], [false, false]);
     assert.deepEqual(Array.from(ai.got.data as Int32Array), Array.from(ai.want.data as Int32Array));
   });
-  } finally { adds.restore(); relus.restore(); }
-  assert.equal(adds.calls, ISAS.length * 6 * 2, 'Add and AddAct ran natively, the int32 Add did not');
-  assert.equal(relus.calls, ISAS.length * 6);
+  assert.equal(calls.binaryF32, ISAS.length * 6 * 2, 'Add and AddAct ran natively, the int32 Add did not');
+  assert.equal(calls.reluF32, ISAS.length * 6);
 });
 
 test('Add, Sub, Mul, Div float32 with broadcasting: native vs reference, bit for bit (NaN/±Inf, x/0)', { skip }, () => {
@@ -237,10 +244,8 @@ test('Add, Sub, Mul, Div float32 with broadcasting: native vs reference, bit for
     [[3, 50, 37], [3, 50, 37]], [[1, 128, 96], [96]], [[5, 33], []], [[], [2, 17]], [[2, 12, 16, 16], [2, 1, 1, 16]],
     [[7, 1], [1, 9]], [[2, 64, 5, 5], [1, 64, 1, 1]], [[1, 5], [4, 3, 5]], [[], []], [[4, 0, 3], [3]], [[2, 3, 1], [1, 3, 40]],
   ];
-  const calls = spy('binaryF32');
   let expected = 0;
-  try {
-  forEachIsa((isa) => {
+  const calls = countingCalls(['binaryF32'], (isa) => {
     for (const op of ['Add', 'Sub', 'Mul', 'Div']) {
       for (const [sa, sb] of pairs) {
         const na = sa.reduce((x, y) => x * y, 1), nb = sb.reduce((x, y) => x * y, 1);
@@ -254,16 +259,13 @@ test('Add, Sub, Mul, Div float32 with broadcasting: native vs reference, bit for
       }
     }
   });
-  } finally { calls.restore(); }
-  assert.equal(calls.calls, expected, 'every non-empty case ran the native kernel');
+  assert.equal(calls.binaryF32, expected, 'every non-empty case ran the native kernel');
 });
 
 test('q8.LayerNorm float32: native vs reference (row lengths, offset rows, batches)', { skip }, () => {
   const r = rng(24);
-  const calls = spy('layerNormF32');
   let expected = 0;
-  try {
-  forEachIsa((isa) => {
+  const calls = countingCalls(['layerNormF32'], (isa) => {
     for (const [shape, offset] of [[[1, 128, 768], 0], [[3, 7], 0], [[2, 5, 33], 5], [[4, 100], 300], [[1], 0], [[2, 16], -40]] as [number[], number][]) {
       const C = shape[shape.length - 1]!, n = shape.reduce((a, b) => a * b, 1);
       const X = Tensor.from('float32', shape, floats(r, n, 25).map((v, i) => v * (1 + (i % 7)) + offset));
@@ -274,13 +276,11 @@ test('q8.LayerNorm float32: native vs reference (row lengths, offset rows, batch
       expected++;
     }
   });
-  } finally { calls.restore(); }
-  assert.equal(calls.calls, expected, 'every case ran the native kernel');
+  assert.equal(calls.layerNormF32, expected, 'every case ran the native kernel');
 });
 
 test('Transpose of float32/int32: native vs reference bit for bit (random perms, ranks 1-6, unit dims, NaN payloads)', { skip }, () => {
   const r = rng(31);
-  const calls = spy('transpose32');
   let expected = 0;
   const cases: [number[], number[] | undefined][] = [
     [[1, 128, 12, 64], [0, 2, 1, 3]], [[1, 12, 128, 64], [0, 1, 3, 2]], [[33, 70], undefined], [[5000], [0]],
@@ -291,8 +291,7 @@ test('Transpose of float32/int32: native vs reference bit for bit (random perms,
     const perm = shape.map((_, j) => j).sort(() => r() - 0.5);
     cases.push([shape, perm]);
   }
-  try {
-  forEachIsa((isa) => {
+  const calls = countingCalls(['transpose32'], (isa) => {
     for (const [shape, perm] of cases) {
       const n = shape.reduce((a, b) => a * b, 1);
       const attrs = perm ? { perm } : {};
@@ -310,17 +309,14 @@ test('Transpose of float32/int32: native vs reference bit for bit (random perms,
       if (n >= 1024) expected += 2;
     }
   });
-  } finally { calls.restore(); }
   assert.ok(expected > 0);
-  assert.equal(calls.calls, expected, 'tensors of 1024 values or more ran natively, smaller ones the reference');
+  assert.equal(calls.transpose32, expected, 'tensors of 1024 values or more ran natively, smaller ones the reference');
 });
 
 test('Softmax float32: native vs reference (row lengths, large and -Inf logits, NaN/+Inf rows, opset 11 coercion)', { skip }, () => {
   const r = rng(22);
-  const calls = spy('softmaxF32');
   let expected = 0;
-  try {
-  forEachIsa((isa) => {
+  const calls = countingCalls(['softmaxF32'], (isa) => {
     const cases: { shape: number[]; opset: number; axis?: number; native: boolean }[] = [
       { shape: [1], opset: 13, native: true }, { shape: [3, 7], opset: 13, native: true }, { shape: [2, 12, 16, 17], opset: 13, native: true },
       { shape: [4, 128], opset: 13, native: true }, { shape: [2, 1000], opset: 13, axis: 1, native: true },
@@ -351,8 +347,7 @@ test('Softmax float32: native vs reference (row lengths, large and -Inf logits, 
       if (c.native) expected++;
     }
   });
-  } finally { calls.restore(); }
-  assert.equal(calls.calls, expected, 'the last-axis and opset-11 cases ran natively, the middle-axis one did not');
+  assert.equal(calls.softmaxF32, expected, 'the last-axis and opset-11 cases ran natively, the middle-axis one did not');
 });
 
 test('native kernels decline what they do not handle', { skip }, () => {
