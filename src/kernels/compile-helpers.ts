@@ -160,7 +160,7 @@ export function convKernel(
     const bias = biasOf(inputs[biasIndex], plan.M);
     const g = X ? convGeometry(X, plan, ctx) : null;
     if (!g || bias === undefined) return ref(inputs, ctx);
-    const Y = ctx.alloc('float32', g.outShape);
+    const Y = ctx.allocOutput('float32', g.outShape);
     if (Y.size) run(X!.data as Float32Array, g.geo, bias, Y.data as Float32Array);
     return [Y];
   };
@@ -177,7 +177,7 @@ export function rowsKernel(
     const bias = biasFrom(inputs);
     if (!A || A.dtype !== 'float32' || A.rank < minRank || A.shape[A.rank - 1] !== K || bias === undefined) return ref(inputs, ctx);
     const M = A.size / K;
-    const Y = ctx.alloc('float32', [...A.shape.slice(0, -1), N]);
+    const Y = ctx.allocOutput('float32', [...A.shape.slice(0, -1), N]);
     if (M > 0) run(A.data as Float32Array, M, bias, Y.data as Float32Array);
     return [Y];
   };
@@ -243,7 +243,7 @@ export function dynamicMatMulKernel(ref: Kernel, run: (A: Float32Array, B: Float
     if (!sameLead && bCount !== 1) return ref(inputs, ctx);
     if (!sameLead && bLead.length > lead.length) return ref(inputs, ctx);
     const batches = lead.reduce((a, b) => a * b, 1);
-    const Y = ctx.alloc('float32', [...lead, M, N]);
+    const Y = ctx.allocOutput('float32', [...lead, M, N]);
     run(A.data as Float32Array, B.data as Float32Array, batches, M, K, N, !sameLead, Y.data as Float32Array);
     return [Y];
   };
@@ -258,7 +258,7 @@ export function gemmKernel(plan: GemmPlan, ref: Kernel, run: (A: Float32Array, M
     const M = transA ? A.shape[1]! : A.shape[0]!;
     if ((transA ? A.shape[0] : A.shape[1]) !== K) return ref(inputs, ctx);
     const Ad = transA ? transpose(A.data as Float32Array, K, M) : (A.data as Float32Array);
-    const Y = ctx.alloc('float32', [M, N]);
+    const Y = ctx.allocOutput('float32', [M, N]);
     if (M > 0) run(Ad, M, Y.data as Float32Array);
     return [Y];
   };

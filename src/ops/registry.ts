@@ -19,6 +19,11 @@ export interface KernelContext {
   readonly opset: number;
   /** Allocate a zeroed output tensor; the runtime may hand out a reused buffer. */
   alloc(dtype: DType, shape: Shape): Tensor;
+  /**
+   * Allocate an output the kernel overwrites entirely, so a reused buffer is not cleared first and
+   * its contents are unspecified (clearing a 12 MB conv output costs a pass over memory per run).
+   */
+  allocOutput(dtype: DType, shape: Shape): Tensor;
 }
 
 export type Kernel = (inputs: readonly (Tensor | undefined)[], ctx: KernelContext) => Tensor[];

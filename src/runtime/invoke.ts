@@ -12,12 +12,18 @@ import { Tensor } from '../tensor/tensor.js';
 
 export interface Allocator {
   alloc(dtype: DType, shape: Shape): Tensor;
+  /** A tensor whose contents the caller overwrites; without this, `alloc` serves. */
+  allocOutput?(dtype: DType, shape: Shape): Tensor;
 }
 
 export const plainAllocator: Allocator = { alloc: (dtype, shape) => Tensor.zeros(dtype, shape) };
 
 export function makeContext(node: Node, opset: number, allocator: Allocator = plainAllocator): KernelContext {
-  return { node, attrs: new Attrs(node.attrs), opset, alloc: (d, s) => allocator.alloc(d, s) };
+  return {
+    node, attrs: new Attrs(node.attrs), opset,
+    alloc: (d, s) => allocator.alloc(d, s),
+    allocOutput: (d, s) => (allocator.allocOutput ?? allocator.alloc).call(allocator, d, s),
+  };
 }
 
 function toFloat32(t: Tensor): Tensor {

@@ -17,6 +17,15 @@ export class BufferPool implements Allocator {
   heldBytes = 0;
 
   alloc(dtype: DType, shape: Shape): Tensor {
+    return this.take(dtype, shape, true);
+  }
+
+  /** Like alloc, but a reused buffer keeps whatever it held: for kernels that write every element. */
+  allocOutput(dtype: DType, shape: Shape): Tensor {
+    return this.take(dtype, shape, false);
+  }
+
+  private take(dtype: DType, shape: Shape, clear: boolean): Tensor {
     const info = DTYPES[dtype];
     const n = sizeOf(shape);
     if (dtype === 'string' || n === 0) return Tensor.zeros(dtype, shape);
@@ -25,7 +34,7 @@ export class BufferPool implements Allocator {
     let buf = list?.pop();
     if (buf) {
       this.heldBytes -= bytes;
-      new Uint8Array(buf).fill(0);
+      if (clear) new Uint8Array(buf).fill(0);
     } else {
       buf = new ArrayBuffer(bytes);
       this.owned.add(buf);

@@ -13,7 +13,7 @@ import { both, forEachIsa, skip } from './native-isas.js';
 import { getOp } from '../../src/ops/registry.js';
 import { makeContext } from '../../src/runtime/invoke.js';
 import { Tensor } from '../../src/tensor/tensor.js';
-import { ACTS, close, convTensors, node, q8ConvCase, rng, type ConvCase } from './kernel-test-util.js';
+import { ACTS, close, convTensors, node, poisonedContext, q8ConvCase, rng, type ConvCase } from './kernel-test-util.js';
 
 const dw = (C: number, H: number, W: number, k: [number, number], o: Partial<ConvCase> = {}): ConvCase =>
   ({ B: 1, C, H, W, M: C, group: C, k, ...o });
@@ -58,7 +58,7 @@ function convAct(n: ReturnType<typeof node>, inputs: (Tensor | undefined)[]): { 
   assert.ok(k, `native ConvAct declined ${JSON.stringify(n.attrs)}`);
   const ref = getOp('q8', 'ConvAct');
   assert.ok(ref, 'reference q8.ConvAct missing');
-  return { got: k(inputs, makeContext(n, 13))[0]!, want: ref.run(inputs, makeContext(n, 13))[0]! };
+  return { got: k(inputs, poisonedContext(n, 13))[0]!, want: ref.run(inputs, makeContext(n, 13))[0]! };
 }
 
 test('depthwise Conv float32: native vs reference (unrolled and generic paths, pads, strides, dilations, batch, Relu/Clip)', { skip }, () => {

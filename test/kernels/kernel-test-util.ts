@@ -9,7 +9,9 @@ import type { Backend } from '../../src/kernels/registry.js';
 import '../../src/ops/index.js';
 import { getOp, type OpSchema } from '../../src/ops/registry.js';
 import { Q8_OPS } from '../../src/quant/kernels.js';
-import { attrsFrom, makeContext } from '../../src/runtime/invoke.js';
+import { attrsFrom, makeContext, type Allocator } from '../../src/runtime/invoke.js';
+import type { KernelContext } from '../../src/ops/registry.js';
+import type { DType } from '../../src/core/dtype.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 
 export { rng } from '../rng.js';
@@ -45,6 +47,24 @@ function refSchema(opType: string, domain: string): OpSchema {
   return s;
 }
 
+/**
+ * A context whose allocOutput hands out buffers full of 0xff bytes (NaN as float32), as a reused
+ * pool buffer would hold stale data: a fast kernel that leaves an element unwritten shows up as a
+ * NaN where the reference has a number.
+ */
+const poisonAllocator: Allocator = {
+  alloc: (dtype, shape) => Tensor.zeros(dtype, shape),
+  allocOutput: (dtype: DType, shape) => {
+    const t = Tensor.zeros(dtype, shape);
+    const d = t.data;
+    if (ArrayBuffer.isView(d)) new Uint8Array(d.buffer, d.byteOffset, d.byteLength).fill(0xff);
+    return t;
+  },
+};
+export function poisonedContext(n: Node, opset: number): KernelContext {
+  return makeContext(n, opset, poisonAllocator);
+}
+
 export type Both = (n: Node, inputs: (Tensor | undefined)[], constMask: boolean[], opset?: number) => { got: Tensor; want: Tensor };
 
 /** Compile with `backend` (inputs in constMask as constants) and run; also run the reference. */
@@ -55,7 +75,7 @@ export function againstReference(backend: Backend): Both {
     const consts = inputs.map((t, i) => (constMask[i] ? t : undefined));
     const k = fk.compile({ node: n, consts, opset, threads: 0 });
     assert.ok(k, `${backend.name} ${n.opType} declined ${JSON.stringify(n.attrs)}`);
-    const got = k(inputs, makeContext(n, opset))[0]!;
+    const got = k(inputs, poisonedContext(n, opset))[0]!;
     const want = refSchema(n.opType, n.domain).run(inputs, makeContext(n, opset))[0]!;
     return { got, want };
   };

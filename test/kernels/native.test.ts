@@ -13,7 +13,7 @@ import { getOp } from '../../src/ops/registry.js';
 import { makeContext } from '../../src/runtime/invoke.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import {
-  checkConvF32, checkGemmAndMatMul, close, CONV_CASES, convTensors, floats, int8s, node, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
+  checkConvF32, checkGemmAndMatMul, close, CONV_CASES, convTensors, floats, int8s, node, poisonedContext, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
 } from './kernel-test-util.js';
 
 test('native addon loads, reports its ISA and is registered as a backend', { skip }, () => {
@@ -220,7 +220,7 @@ test('Relu, Add and q8.AddAct float32: native vs reference (odd lengths, NaN/±I
       const an = node('AddAct', 'q8', ['a', 'b'], { activation: 'Relu' });
       const fk = nativeBackend.kernels.find((k) => k.opType === 'AddAct' && k.domain === 'q8')!;
       const k = fk.compile({ node: an, consts: [undefined, undefined], opset: 1, threads: 0 })!;
-      got = k([A, B], makeContext(an, 1))[0]!;
+      got = k([A, B], poisonedContext(an, 1))[0]!;
       want = addAct.run([A, B], makeContext(an, 1))[0]!;
       same(got, want, `${isa} AddAct ${shape}`);
       if (n > 100) assert.ok((got.data as Float32Array).some((v) => v === 0) && (got.data as Float32Array).some((v) => v > 0), 'AddAct clamps some values');

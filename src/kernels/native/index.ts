@@ -164,7 +164,7 @@ function compileMaxPool(args: CompileArgs): Kernel | null {
   return (inputs, ctx) => {
     const g = maxPoolGeometry(inputs[0], ctx);
     if (!g) return ref(inputs, ctx);
-    const Y = ctx.alloc('float32', g.outShape);
+    const Y = ctx.allocOutput('float32', g.outShape);
     n.maxPoolF32(inputs[0]!.data as Float32Array, g.geo, Y.data as Float32Array);
     return [Y];
   };
@@ -176,7 +176,7 @@ function unaryF32(args: CompileArgs, fn: (X: Float32Array, out: Float32Array) =>
   return (inputs, ctx) => {
     const X = inputs[0];
     if (!X || X.dtype !== 'float32') return ref(inputs, ctx);
-    const Y = ctx.alloc('float32', X.shape);
+    const Y = ctx.allocOutput('float32', X.shape);
     if (Y.size) fn(X.data as Float32Array, Y.data as Float32Array);
     return [Y];
   };
@@ -209,7 +209,7 @@ function compileBinary(args: CompileArgs, op: BinaryOp, act: 0 | 1): Kernel | nu
     // A node sees the same shapes call after call: keep the plan (its offset tables) for them.
     if (!last || !sameShape(last.a, a.shape) || !sameShape(last.b, b.shape)) last = { a: a.shape, b: b.shape, plan: broadcastPlan([a.shape, b.shape]) };
     const p = last.plan;
-    const Y = ctx.alloc('float32', p.shape);
+    const Y = ctx.allocOutput('float32', p.shape);
     if (p.size) {
       n.binaryF32(a.data as Float32Array, b.data as Float32Array, op, act, p.offs[0]!, p.steps[0]!, p.offs[1]!, p.steps[1]!,
         p.inner, Y.data as Float32Array);
@@ -227,7 +227,7 @@ function compileLayerNorm(args: CompileArgs): Kernel | null {
     if (!X || !G || !B || X.dtype !== 'float32' || G.dtype !== 'float32' || B.dtype !== 'float32' || X.rank < 1) return ref(inputs, ctx);
     const C = X.shape[X.rank - 1]!;
     if (C === 0 || G.size !== C || B.size !== C) return ref(inputs, ctx);
-    const Y = ctx.alloc('float32', X.shape);
+    const Y = ctx.allocOutput('float32', X.shape);
     if (Y.size) n.layerNormF32(X.data as Float32Array, G.data as Float32Array, B.data as Float32Array, ctx.attrs.float('epsilon', 1e-5), Y.data as Float32Array);
     return [Y];
   };
@@ -257,7 +257,7 @@ function compileTranspose(args: CompileArgs): Kernel | null {
       const k = dims.length - 1;
       if (k >= 0 && strides[k] === st * d) { dims[k]! *= d; strides[k] = st; } else { dims.push(d); strides.push(st); }
     }
-    const Y = ctx.alloc(x.dtype, perm.map((p) => x.shape[p]!));
+    const Y = ctx.allocOutput(x.dtype, perm.map((p) => x.shape[p]!));
     n.transpose32(bits32(x.data as Float32Array), Int32Array.from(dims), Int32Array.from(strides), bits32(Y.data as Float32Array));
     return [Y];
   };
@@ -275,7 +275,7 @@ function compileSoftmax(args: CompileArgs): Kernel | null {
     const axis = a < 0 ? a + x.rank : a;
     if (ctx.opset >= 13 && axis !== x.rank - 1) return ref(inputs, ctx);
     const cols = x.shape.slice(axis).reduce((p, d) => p * d, 1);
-    const Y = ctx.alloc('float32', x.shape);
+    const Y = ctx.allocOutput('float32', x.shape);
     n.softmaxF32(x.data as Float32Array, cols, Y.data as Float32Array);
     return [Y];
   };
