@@ -796,10 +796,41 @@ struct PoolCtx { const ConvGeom* G; const float* X; float* out; int len; };
 
 // One plane: per output row, the window's input rows are reduced into a row buffer padded with
 // -inf (so padded taps never win), then each output column takes the max of its kw buffer values.
+// 2x2 windows, stride 2, no padding, every window inside the input (VGG's pools): each output row
+// reads its two input rows once; even/odd lanes give the window's columns, combined in the
+// reference's order (row by row, left to right).
+static void maxpool2_plane(const ConvGeom& G, const float* x, float* out) {
+  const int W = G.W, OH = G.OH, OW = G.OW;
+  for (int oy = 0; oy < OH; oy++) {
+    const float* r0 = x + (size_t)(2 * oy) * W;
+    const float* r1 = r0 + W;
+    float* o = out + (size_t)oy * OW;
+    for (int ox = 0; ox < OW; ox += L) {
+      int c0 = 2 * ox, n = std::min(L, OW - ox);
+      F a0, a1, b0, b1;
+      if (c0 + 2 * L <= W) {
+        a0 = V::fload(r0 + c0); a1 = V::fload(r0 + c0 + L);
+        b0 = V::fload(r1 + c0); b1 = V::fload(r1 + c0 + L);
+      } else {  // the row's tail: lanes past the input are never kept (n outputs need 2n values)
+        M m0 = V::first(std::min(L, W - c0)), m1 = V::first(std::max(0, std::min(L, W - c0 - L)));
+        a0 = V::floadm(r0 + c0, m0); a1 = V::floadm(r0 + c0 + L, m1);
+        b0 = V::floadm(r1 + c0, m0); b1 = V::floadm(r1 + c0 + L, m1);
+      }
+      F m = nmax(nmax(nmax(dw_even(a0, a1), dw_odd(a0, a1)), dw_even(b0, b1)), dw_odd(b0, b1));
+      if (n >= L) V::fstore(o + ox, m);
+      else V::fstorem(o + ox, m, V::first(n));
+    }
+  }
+}
+
 static void maxpool_task(void* vc, int p, int th) {
   auto& c = *(PoolCtx*)vc;
   const ConvGeom& G = *c.G;
   const int H = G.H, W = G.W, OH = G.OH, OW = G.OW, kh = G.kh, kw = G.kw, sh = G.sh, sw = G.sw, pl = G.pl;
+  if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && G.pt == 0 && pl == 0 && 2 * OH <= H && 2 * OW <= W) {
+    maxpool2_plane(G, c.X + (size_t)p * H * W, c.out + (size_t)p * OH * OW);
+    return;
+  }
   auto* rb = (float*)scratch(th, 0).get(sizeof(float) * c.len + 64);
   for (int j = 0; j < c.len; j++) rb[j] = -INFINITY;
   const float* x = c.X + (size_t)p * H * W;
@@ -846,10 +877,8 @@ static void maxpool_task(void* vc, int p, int th) {
       else V::fstorem(o + ox, m, V::first(n));
     }
     // windows lying wholly in the padding (or past the input in ceil mode) have no value: 0
-    for (int ox = 0; ox < OW; ox++) {
-      int x0 = ox * sw - pl;
-      if (x0 + kw <= 0 || x0 >= W) o[ox] = 0.f;
-    }
+    for (int ox = 0; ox < OW && ox * sw - pl + kw <= 0; ox++) o[ox] = 0.f;
+    for (int ox = OW - 1; ox >= 0 && ox * sw - pl >= W; ox--) o[ox] = 0.f;
   }
 }
 

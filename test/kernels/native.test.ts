@@ -186,6 +186,8 @@ test('MaxPool float32 2-D: native vs reference (odd sizes, strides, pads, ceil_m
     { B: 1, C: 3, H: 10, W: 21, k: [3, 3], s: [2, 2], auto: 'SAME_UPPER' },
     { B: 1, C: 3, H: 10, W: 21, k: [4, 4], s: [3, 2], auto: 'SAME_LOWER' },
     { B: 1, C: 64, H: 56, W: 56, k: [2, 2], s: [2, 2] },
+    { B: 1, C: 2, H: 9, W: 71, k: [2, 2], s: [2, 2] }, // 2x2 fast path: row tails past one vector pair
+    { B: 1, C: 2, H: 9, W: 71, k: [2, 2], s: [2, 2], ceil: 1 }, // ceil mode: a window past the input
     { B: 1, C: 3, H: 4, W: 4, k: [3, 3], s: [3, 3], pads: [2, 2, 2, 2], ceil: 1 }, // windows wholly in the padding
   ];
   const calls = countingCalls(['maxPoolF32'], (isa) => {
@@ -202,7 +204,7 @@ test('MaxPool float32 2-D: native vs reference (odd sizes, strides, pads, ceil_m
       }
     });
   });
-  assert.equal(calls.maxPoolF32, ISAS.length * 12 * 2, 'every case ran the native kernel');
+  assert.equal(calls.maxPoolF32, ISAS.length * 14 * 2, 'every case ran the native kernel');
 });
 
 test('Relu, Add and q8.AddAct float32: native vs reference (odd lengths, NaN/±Inf)', { skip }, () => {
