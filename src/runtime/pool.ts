@@ -10,7 +10,8 @@ import { Tensor } from '../tensor/tensor.js';
 import type { Allocator } from './invoke.js';
 
 export class BufferPool implements Allocator {
-  private readonly free = new Map<number, ArrayBuffer[]>();
+  /** Buffers free for reuse, in the order they were released (the last one is the most recent). */
+  private readonly free: ArrayBuffer[] = [];
   private readonly owned = new WeakSet<ArrayBuffer>();
   private readonly refs = new Map<ArrayBuffer, number>();
   /** Bytes currently held for reuse. */
@@ -25,16 +26,27 @@ export class BufferPool implements Allocator {
     return this.take(dtype, shape, false);
   }
 
+  /**
+   * The most recently released buffer of `bytes` to 2·`bytes` (the last node's input, likely still
+   * in cache, rather than the same-sized buffer of the previous run), else a new one.
+   */
   private take(dtype: DType, shape: Shape, clear: boolean): Tensor {
     const info = DTYPES[dtype];
     const n = sizeOf(shape);
     if (dtype === 'string' || n === 0) return Tensor.zeros(dtype, shape);
     const bytes = n * info.bytes;
-    const list = this.free.get(bytes);
-    let buf = list?.pop();
+    let buf: ArrayBuffer | undefined;
+    for (let i = this.free.length - 1; i >= 0; i--) {
+      const b = this.free[i]!;
+      if (b.byteLength >= bytes && b.byteLength <= 2 * bytes) {
+        buf = b;
+        this.free.splice(i, 1);
+        break;
+      }
+    }
     if (buf) {
-      this.heldBytes -= bytes;
-      if (clear) new Uint8Array(buf).fill(0);
+      this.heldBytes -= buf.byteLength;
+      if (clear) new Uint8Array(buf, 0, bytes).fill(0);
     } else {
       buf = new ArrayBuffer(bytes);
       this.owned.add(buf);
@@ -55,16 +67,26 @@ export class BufferPool implements Allocator {
     const c = (this.refs.get(b) ?? 1) - 1;
     if (c > 0) { this.refs.set(b, c); return; }
     this.refs.delete(b);
-    const list = this.free.get(b.byteLength) ?? [];
-    list.push(b);
-    this.free.set(b.byteLength, list);
+    this.free.push(b);
     this.heldBytes += b.byteLength;
   }
 
-  /** The caller keeps this tensor: its storage never comes back to the pool. */
-  disown(t: Tensor): void {
+  /**
+   * The caller keeps this tensor: its storage never comes back to the pool. A tensor on part of a
+   * larger pool buffer is handed out as an exact copy instead, and the buffer stays in the pool.
+   */
+  disown(t: Tensor): Tensor {
     const b = bufferOf(t);
-    if (b && this.owned.has(b)) { this.owned.delete(b); this.refs.delete(b); }
+    if (!b || !this.owned.has(b)) return t;
+    const d = t.data as TypedArray;
+    if (d.byteLength !== b.byteLength) {
+      const copy = new Tensor(t.dtype, t.shape, d.slice());
+      this.release(t);
+      return copy;
+    }
+    this.owned.delete(b);
+    this.refs.delete(b);
+    return t;
   }
 }
 

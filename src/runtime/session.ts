@@ -205,8 +205,7 @@ export class Session {
       const s = this.slotOf.get(n);
       const t = s === undefined ? undefined : values[s];
       if (!t) throw new Q8Error(`'${n}' is not an output of this model`, { file: this.source });
-      pool.disown(t);
-      result[n] = t;
+      result[n] = pool.disown(t);
     }
     return result;
   }
