@@ -496,6 +496,45 @@ static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float*
   }
 }
 
+// One combined block (a whole-patch window and channel windows: P.ncb == 1), the common case: the
+// sums are parked in L1 for the store, so only the 24 accumulators live through the loop (the
+// general tile below keeps per-block partial results, which clang spills).
+template <int MI, int NV>
+__attribute__((noinline)) static void q8_conv_tile1(const PackQ8Conv& P, const int8_t* wblk, const int32_t* init, const float* ws,
+                         int ci0, int v0, const uint8_t* panel, const float* sa, const float* bias,
+                         const Epi& e, float* out, size_t ldo, int nch, int npix) {
+  I acc[MI][NV];
+  for (int i = 0; i < MI; i++) {
+    I iv = V::ibcast(init + ci0 + i);
+    for (int j = 0; j < NV; j++) acc[i][j] = iv;
+  }
+  const int8_t* w = wblk + ci0 * 4;
+  const uint8_t* a = panel + v0 * L * 4;
+  for (int k4 = 0; k4 < P.K4; k4++, w += kCB * 4, a += kPP * 4) {
+    I av[NV];
+    for (int j = 0; j < NV; j++) av[j] = V::iload(a + j * L * 4);
+    for (int i = 0; i < MI; i++) {
+      I wv = V::ibcast(w + i * 4);
+      for (int j = 0; j < NV; j++) acc[i][j] = V::dot(acc[i][j], av[j], wv);
+    }
+  }
+  alignas(64) int32_t sums[MI][NV * L];
+  for (int i = 0; i < MI; i++)
+    for (int j = 0; j < NV; j++) V::istore(&sums[i][j * L], acc[i][j]);
+  for (int i = 0; i < MI && ci0 + i < nch; i++) {
+    const F b = V::fset(bias ? bias[ci0 + i] : 0.f), sw = V::fset(ws[ci0 + i]);
+    for (int j = 0; j < NV; j++) {
+      int n = npix - (v0 + j) * L;
+      if (n <= 0) break;
+      // the same operations, in the same order, as the general tile: acc * (sa * ws) + bias
+      F v = clampv(V::add(V::mul(V::cvt(V::iload(&sums[i][j * L])), V::mul(V::fload(sa + (v0 + j) * L), sw)), b), e);
+      float* o = out + (size_t)(ci0 + i) * ldo + (v0 + j) * L;
+      if (n >= L) V::fstore(o, v);
+      else V::fstorem(o, v, V::first(n));
+    }
+  }
+}
+
 template <int MI, int NV>
 __attribute__((noinline)) static void q8_conv_tile(const PackQ8Conv& P, const int8_t* wblk, const int32_t* init, const float* ws,
                          int ci0, int v0, const uint8_t* panel, const float* sa, const float* bias,
@@ -557,7 +596,11 @@ static void q8_conv_blocks(const PackQ8Conv& P, int g, int blk0, int blk1, const
       for (int v0 = 0; v0 < NVC && v0 * L < npix; v0 += CNV) {
         // A partial last panel (e.g. 7x7 = 49 pixels = 48 + 1) computes only the vectors it has.
         int nv = std::min(CNV, (npix - v0 * L + L - 1) / L);
-        if (nv >= CNV) q8_conv_tile<CMI, CNV>(P, w, init, ws, ci, v0, panel, sa, bias, e, o, ldo, nch, npix);
+        if (P.ncb == 1) {
+          if (nv >= CNV) q8_conv_tile1<CMI, CNV>(P, w, init, ws, ci, v0, panel, sa, bias, e, o, ldo, nch, npix);
+          else if (nv == 2) q8_conv_tile1<CMI, 2>(P, w, init, ws, ci, v0, panel, sa, bias, e, o, ldo, nch, npix);
+          else q8_conv_tile1<CMI, 1>(P, w, init, ws, ci, v0, panel, sa, bias, e, o, ldo, nch, npix);
+        } else if (nv >= CNV) q8_conv_tile<CMI, CNV>(P, w, init, ws, ci, v0, panel, sa, bias, e, o, ldo, nch, npix);
         else if (nv == 2) q8_conv_tile<CMI, 2>(P, w, init, ws, ci, v0, panel, sa, bias, e, o, ldo, nch, npix);
         else q8_conv_tile<CMI, 1>(P, w, init, ws, ci, v0, panel, sa, bias, e, o, ldo, nch, npix);
       }
