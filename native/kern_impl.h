@@ -279,6 +279,10 @@ static void gemm_f32(const PackF32Gemm& P, const float* A, int M, const Epi& e, 
   run_tasks(c.nrb * c.ncc, gemm_f32_task, &c, (double)M * P.N * P.K);
 }
 
+// Channel planes a multiple of 4 KB apart (224x224 floats) share L1 sets: a pass that reads many
+// channels at one pixel offset keeps only as many of them in L1 as the cache has ways (12).
+static inline bool planes_alias(int HW) { return ((size_t)HW * sizeof(float)) % 4096 == 0; }
+
 // ---------------------------------------------------------------- Conv: pixel maps
 // For one panel of kPP output pixels and each kernel tap (ky, kx): where the tap's input values
 // lie. With stride 1 a vector's lanes fall on at most a few input rows, each a contiguous run:
@@ -458,9 +462,10 @@ static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float*
     V::fstore(sa + v * L, am);
   }
   for (int l = 0; l < kPP; l++) sa[l] /= 127.f;
-  // Blocks of 16 channels outermost (their rows under this panel stay in L1 across the taps), then
-  // per tap and vector the load kind is decided once for the block's channel groups.
-  constexpr int CB4 = 4;
+  // Blocks of 16 channels outermost (their rows under this panel stay in L1 across the taps; 8
+  // where the channel planes alias in the L1 sets), then per tap and vector the load kind is
+  // decided once for the block's channel groups.
+  const int CB4 = planes_alias(HW) ? 2 : 4;
   const int C4full = Cg / 4;  // groups with 4 real channels
   for (int cb0 = 0; cb0 < C4; cb0 += CB4) {
     const int cb1 = std::min(C4, cb0 + CB4), cf1 = std::min(cb1, C4full);
@@ -741,23 +746,33 @@ static void conv_f32_task(void* vc, int task, int th) {
       int p0 = (pp0 + q) * kPP;
       PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
       float* panel = panels + (size_t)q * KC * kPP;
-      int t = P.tapmajor ? k0 / Cg : 0, ch = P.tapmajor ? k0 % Cg : 0;
-      if (!P.tapmajor) { ch = k0 / khw; t = k0 % khw; }
-      for (int k = 0; k < kc;) {
-        int run = P.tapmajor ? std::min(kc - k, Cg - ch) : 1;
-        for (int v = 0; v < NVC; v++) {
-          const Tap& e = mp.tap(t, v);
-          float* dst = panel + (size_t)k * kPP + v * L;
-          const float* src = x + (size_t)ch * HW;
-          if (e.full) {
-            for (int r = 0; r < run; r++) V::fstore(dst + (size_t)r * kPP, V::fload(src + (size_t)r * HW + e.off[0]));
-          } else {
-            for (int r = 0; r < run; r++) V::fstore(dst + (size_t)r * kPP, mp.load(src + (size_t)r * HW, e, t, v));
+      if (P.tapmajor) {
+        // Where channel planes alias in the L1 sets, the chunk's taps go in blocks of 16 channels
+        // (outer), so the lines a block shares across neighbouring taps stay in L1; elsewhere
+        // one block of all channels (measured best there).
+        const int imch = planes_alias(HW) ? 16 : Cg;
+        for (int c0 = 0; c0 < Cg; c0 += imch)
+          for (int t = k0 / Cg; t * Cg < k0 + kc; t++) {
+            int ca = std::max(c0, k0 - t * Cg), cb = std::min({c0 + imch, Cg, k0 + kc - t * Cg});
+            if (ca >= cb) continue;
+            float* d0 = panel + (size_t)(t * Cg + ca - k0) * kPP;
+            for (int v = 0; v < NVC; v++) {
+              const Tap& e = mp.tap(t, v);
+              float* dst = d0 + v * L;
+              const float* src = x + (size_t)ca * HW;
+              if (e.full) {
+                for (int r = 0; r < cb - ca; r++) V::fstore(dst + (size_t)r * kPP, V::fload(src + (size_t)r * HW + e.off[0]));
+              } else {
+                for (int r = 0; r < cb - ca; r++) V::fstore(dst + (size_t)r * kPP, mp.load(src + (size_t)r * HW, e, t, v));
+              }
+            }
           }
+      } else {
+        int ch = k0 / khw, t = k0 % khw;
+        for (int k = 0; k < kc; k++) {
+          for (int v = 0; v < NVC; v++) V::fstore(panel + (size_t)k * kPP + v * L, mp.load(x + (size_t)ch * HW, t, v));
+          if (++t == khw) { t = 0; ch++; }
         }
-        k += run;
-        if (P.tapmajor) { ch = 0; t++; }
-        else if (++t == khw) { t = 0; ch++; }
       }
     }
     for (int blk = blk0; blk < blk1; blk++) {

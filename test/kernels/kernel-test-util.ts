@@ -114,6 +114,9 @@ export const CONV_CASES: ConvCase[] = [
   { B: 1, C: 4, H: 2, W: 70, M: 3, group: 1, k: [2, 3] },
   // more than one 1024-pixel block of the native channel-max pass, with a ragged tail, per (image, group)
   { B: 2, C: 6, H: 33, W: 40, M: 8, group: 2, k: [3, 3], pads: [1, 1, 1, 1] },
+  // 32x64 planes are 8 KB apart (the native packs then go in smaller channel blocks); 36 channels
+  // split into ragged blocks, and the fp32 K chunks cut through taps
+  { B: 1, C: 36, H: 32, W: 64, M: 10, group: 1, k: [3, 3], pads: [1, 1, 1, 1] },
 ];
 
 export function convTensors(c: ConvCase, r: () => number, q8: boolean, wb: number) {
