@@ -685,7 +685,8 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
 }
 
 // ---------------------------------------------------------------- Conv, fp32
-constexpr int KC = 128;  // K chunk: each im2col panel chunk (KC x kPP floats, 24 KB) stays near L1
+constexpr int KC = 1024;  // K chunk: tiles keep partial sums in the output between chunks, so the fewer the better
+                          // np panel chunks (up to 4 x 192 KB) still fit in L2
 
 template <int MI, int NV>
 __attribute__((noinline)) static void f32_conv_tile(const float* w /*[k][kCB] from chunk start*/, int kc, int ci0, int v0, const float* panel,

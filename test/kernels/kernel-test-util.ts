@@ -117,6 +117,8 @@ export const CONV_CASES: ConvCase[] = [
   // 32x64 planes are 8 KB apart (the native packs then go in smaller channel blocks); 36 channels
   // split into ragged blocks, and the fp32 K chunks cut through taps
   { B: 1, C: 36, H: 32, W: 64, M: 10, group: 1, k: [3, 3], pads: [1, 1, 1, 1] },
+  // K = 1100: the native fp32 conv runs two K chunks, keeping partial sums in the output between them
+  { B: 1, C: 1100, H: 9, W: 10, M: 12, group: 1, k: [1, 1] },
 ];
 
 export function convTensors(c: ConvCase, r: () => number, q8: boolean, wb: number) {
