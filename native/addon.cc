@@ -246,7 +246,10 @@ static PackQ8Conv* pack_q8_conv(const int8_t* W, const float* S, int M, int Kg, 
   P->wblock = wblock; P->ablock = ablock; P->cblock = combined_block(Kg, wblock, ablock);
   P->ncb = (Kg + P->cblock - 1) / P->cblock;
   P->khw = khw > 0 && Kg % khw == 0 ? khw : 1;
-  P->tapmajor = P->ncb == 1 && khw > 0 && Kg % khw == 0;
+  // Tap-major K pads each tap's channels to a multiple of 4: for 3 input channels (a stem conv)
+  // that is a quarter of zero bytes in every dot, and the plain order measured 5-16% faster.
+  const int cgt = khw > 0 ? Kg / khw : Kg;
+  P->tapmajor = P->ncb == 1 && khw > 0 && Kg % khw == 0 && (cgt % 4 == 0 || cgt >= 8);
   int Cg = Kg / P->khw;
   P->Cg4 = (Cg + 3) / 4 * 4;
   P->acttap = tap;
