@@ -319,6 +319,8 @@ static PackF32Conv* pack_f32_conv(const float* W, int M, int Kg, int group, int 
 
 // ---------------------------------------------------------------- N-API helpers
 enum Kind { kQ8Gemm = 1, kQ8Conv, kF32Gemm, kF32Conv };
+// Bytes of packed weights alive (what the handles report to V8), for info().
+static std::atomic<int64_t> g_packed_bytes{0};
 struct Handle {
   uint32_t magic = 0x71386b6e;
   Kind kind;
@@ -389,7 +391,18 @@ struct Args {
     napi_get_value_external(env, argv[i], &p);
     auto* h = (Handle*)p;
     CHECK(env, h && h->magic == 0x71386b6e && h->kind == kind, "packed weights handle of the wrong kind");
+    held = h;
     return (T*)h->p;
+  }
+  Handle* held = nullptr;  // the last handle() looked up
+  // The packed weights behind the last handle() grew by `bytes` (a copy built on first use): V8
+  // counts them as external memory, so its heap limits and GC see them.
+  void grew(size_t bytes) {
+    if (!held || !bytes) return;
+    int64_t dummy;
+    napi_adjust_external_memory(env, (int64_t)bytes, &dummy);
+    held->bytes += bytes;
+    g_packed_bytes += (int64_t)bytes;
   }
 };
 
@@ -397,6 +410,7 @@ template <class T> static void finalize(napi_env env, void* data, void*) {
   auto* h = (Handle*)data;
   int64_t dummy;
   napi_adjust_external_memory(env, -(int64_t)h->bytes, &dummy);
+  g_packed_bytes -= (int64_t)h->bytes;
   delete (T*)h->p;
   delete h;
 }
@@ -407,6 +421,7 @@ template <class T> static napi_value wrap(napi_env env, T* p, Kind kind, size_t 
   napi_create_external(env, h, finalize<T>, nullptr, &v);
   int64_t dummy;
   napi_adjust_external_memory(env, (int64_t)bytes, &dummy);
+  g_packed_bytes += (int64_t)bytes;
   return v;
 }
 
@@ -442,6 +457,7 @@ ENTRY(Info)
 #endif
   napi_create_string_utf8(env, comp.c_str(), NAPI_AUTO_LENGTH, &v); napi_set_named_property(env, o, "compiler", v);
   napi_create_int32(env, pool().nthreads, &v); napi_set_named_property(env, o, "threads", v);
+  napi_create_double(env, (double)g_packed_bytes.load(), &v); napi_set_named_property(env, o, "packedBytes", v);
   return o;
 END
 
@@ -678,8 +694,13 @@ ENTRY(ConvF32)
   Epi e = epi(a, 3, 4, P->M);
   auto* out = a.arr<float>(7, napi_float32_array, (size_t)batch * P->M * G.OH * G.OW, "out");
   std::lock_guard<std::mutex> g(pool().call);
-  if (conv_rows_ok(P->group, P->Kg, G, batch, false)) conv_f32_rows(*P, G, batch, X, e, out);
-  else K().conv_f32(*P, G, batch, X, e, out);
+  if (conv_rows_ok(P->group, P->Kg, G, batch, false)) {
+    const bool had = P->rows != nullptr;
+    conv_f32_rows(*P, G, batch, X, e, out);
+    if (!had) a.grew(P->rows->w.size() * 4);
+  } else {
+    K().conv_f32(*P, G, batch, X, e, out);
+  }
   return undef(env);
 END
 
@@ -694,8 +715,13 @@ ENTRY(ConvQ8)
   Epi e = epi(a, 3, 4, P->M);
   auto* out = a.arr<float>(7, napi_float32_array, (size_t)batch * P->M * G.OH * G.OW, "out");
   std::lock_guard<std::mutex> g(pool().call);
-  if (conv_q8_rows_ok(*P, G, batch)) conv_q8_rows(*P, G, batch, X, e, out);
-  else K().conv_q8(*P, G, batch, X, e, out);
+  if (conv_q8_rows_ok(*P, G, batch)) {
+    const bool had = P->rows != nullptr;
+    conv_q8_rows(*P, G, batch, X, e, out);
+    if (!had) a.grew(P->rows->w.size() + P->rows->init.size() * 8 + P->rows->wscale.size() * 4);
+  } else {
+    K().conv_q8(*P, G, batch, X, e, out);
+  }
   return undef(env);
 END
 

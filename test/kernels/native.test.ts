@@ -407,6 +407,31 @@ test('thread counts give the same results', { skip }, () => {
   assert.deepEqual(couts[2], couts[0]);
 });
 
+test('weights packed on first use for small maps are counted (V8 external memory, info().packedBytes)', { skip }, () => {
+  const n = addon!;
+  const r = rng(12);
+  // 7x7 maps run as a GEMM over pixel rows, whose weight copy is built on the first call
+  const C = 256, M = 384, K = C * 9;
+  const X = floats(r, C * 49, 49), out = new Float32Array(M * 49);
+  const geo = Int32Array.from([1, C, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 7, 7]);
+  const cases: [string, () => unknown, (p: unknown) => void, number][] = [
+    ['fp32', () => n.packConvF32(floats(r, M * K), M, K, 1, 9), (p) => n.convF32(X, geo, p as never, null, 0, 0, 0, out), M * K * 4],
+    ['int8', () => n.packConvI8(int8s(r, M * K), scales(r, M), M, K, 1, 0, 0, 9), (p) => n.convQ8(X, geo, p as never, null, 0, 0, 0, out), M * K],
+  ];
+  for (const [what, pack, run, bytes] of cases) {
+    const p = pack();
+    // V8 does not show napi_adjust_external_memory in process.memoryUsage(); the addon's own count
+    // is what it reports
+    const e0 = n.info().packedBytes;
+    run(p);
+    const e1 = n.info().packedBytes;
+    run(p);
+    const e2 = n.info().packedBytes;
+    assert.ok(e1 - e0 >= bytes, `${what}: packed bytes grew by ${e1 - e0} on the first call, want >= ${bytes}`);
+    assert.equal(e2, e1, `${what}: and not again on the second call`);
+  }
+});
+
 test('the addon loads and runs inside a worker thread', { skip }, async () => {
   const url = new URL('../../src/kernels/native/index.js', import.meta.url).href;
   const code = `

@@ -34,7 +34,8 @@ const BINARY_OPS = { Add: 0, Sub: 1, Mul: 2, Div: 3 } as const;
 type BinaryOp = (typeof BINARY_OPS)[keyof typeof BINARY_OPS];
 
 export interface NativeAddon {
-  info(): { isa: NativeIsa; best: NativeIsa; compiler: string; threads: number };
+  /** packedBytes: packed weights alive in the addon (also reported to V8 as external memory). */
+  info(): { isa: NativeIsa; best: NativeIsa; compiler: string; threads: number; packedBytes: number };
   setThreads(n: number): void;
   /** Use a lower ISA than the best one (capped at what the CPU has); returns the ISA now in use. */
   setIsa(isa: NativeIsa): NativeIsa;
