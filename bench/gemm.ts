@@ -1,7 +1,10 @@
 /**
  * Micro-benchmark of the native kernels (not a test): GOP/s of int8 GEMM end to end (quantize +
  * pack + multiply + dequantize, the way Q8Gemm/Q8Conv run) and of fp32 GEMM, at 1 and 2 threads,
- * against the measured peak of a register-only vpdpbusd (or FMA) loop on this machine.
+ * against the measured peak of a register-only vpdpbusd (or FMA) loop on this machine. For the
+ * int8 conv kernel it also times each phase alone at 1 thread (the pack: channel max, im2col and
+ * quantization; the GEMM: dot products, dequantization, store), which shows where the end-to-end
+ * time goes.
  *
  *   node dist/bench/gemm.js [--iterations N] [--json]
  *
@@ -56,7 +59,7 @@ function peak(a: NativeAddon, kind: 'int8' | 'f32'): number {
   return b;
 }
 
-interface Row { kernel: string; shape: string; threads: number; gops: number; peak1: number; pct: number }
+interface Row { kernel: string; shape: string; threads: number; gops: number; peak1: number; pct: number; note?: string }
 
 function main(): void {
   const a = nativeAddon();
@@ -99,6 +102,17 @@ function main(): void {
       const pf32 = peak(a, 'f32');
       const tf = best(() => a.convF32(X, geo, pf, null, 1, 0, 0, out));
       rows.push({ kernel: 'convQ8 patch windows (im2col+quantize+GEMM+dequantize)', shape: `${label} (M=${H * W} N=${M} K=${K})`, threads, gops: ops / tq / 1e9, peak1: pi, pct: (100 * ops / tq / 1e9) / pi });
+      // Where the end-to-end time goes: each phase of the same kernel alone. GOP/s counts the
+      // conv's operations over the phase's time; the two times add up to about the whole.
+      const phase = a.convQ8Phase;
+      if (phase && threads === 1) {
+        const tp = best(() => phase.call(a, X, geo, pq, 1, out));
+        const tg = best(() => phase.call(a, X, geo, pq, 2, out));
+        const of = `${(1e6 * tp).toFixed(0)} + ${(1e6 * tg).toFixed(0)} us (whole: ${(1e6 * tq).toFixed(0)} us)`;
+        rows.push({ kernel: '  its pack phase alone (channel max+im2col+quantize)', shape: `${label}`, threads, gops: 0, peak1: pi, pct: 0,
+          note: `${(1e6 * tp).toFixed(0)} us = ${((100 * tp) / (tp + tg)).toFixed(0)}% of pack + GEMM, ${of}` });
+        rows.push({ kernel: '  its GEMM phase alone (dot products+dequantize+store)', shape: `${label}`, threads, gops: ops / tg / 1e9, peak1: pi, pct: (100 * ops / tg / 1e9) / pi });
+      }
       rows.push({ kernel: 'convQ8 tap windows (quantize once+copy+GEMM+dequantize)', shape: `${label} (M=${H * W} N=${M} K=${K})`, threads, gops: ops / tt / 1e9, peak1: pi, pct: (100 * ops / tt / 1e9) / pi });
       rows.push({ kernel: 'convF32', shape: `${label} (M=${H * W} N=${M} K=${K})`, threads, gops: ops / tf / 1e9, peak1: pf32, pct: (100 * ops / tf / 1e9) / pf32 });
     }
@@ -107,6 +121,7 @@ function main(): void {
   if (json) { console.log(JSON.stringify({ isa: info.isa, compiler: info.compiler, rows })); return; }
   console.log(`native ${info.isa} (${info.compiler.trim()}), best of ${iters} runs; % is of the 1-thread peak measured alongside`);
   for (const r of rows) {
+    if (r.note) { console.log(`${r.kernel.padEnd(56)} ${r.shape.padEnd(48)} T=${r.threads} ${r.note}`); continue; }
     const scale = rows.find((o) => o.kernel === r.kernel && o.shape === r.shape && o.threads === 1)!;
     console.log(`${r.kernel.padEnd(56)} ${r.shape.padEnd(48)} T=${r.threads} ${r.gops.toFixed(1).padStart(7)} GOP/s  ${r.pct.toFixed(0).padStart(3)}% of peak ${r.peak1.toFixed(0)}` +
       (r.threads > 1 ? `  x${(r.gops / scale.gops).toFixed(2)} vs 1T` : ''));

@@ -704,6 +704,25 @@ ENTRY(ConvF32)
   return undef(env);
 END
 
+// convQ8Phase(X, geometry, packed, phase, out): benchmark only (bench/gemm.ts) — the panel conv
+// kernel's pack phase alone (1) or its GEMM phase alone on stale panels (2; out is garbage), for a
+// conv that takes that kernel (not depthwise, tap windows or pixel rows).
+ENTRY(ConvQ8Phase)
+  Args a(env, info, 5, "convQ8Phase");
+  auto* P = a.handle<PackQ8Conv>(2, kQ8Conv);
+  int batch;
+  ConvGeom G = geom(a, 1, batch, P->Kg, P->group, P->M);
+  CHECK(env, !P->tapmajor || P->khw == G.kh * G.kw, "convQ8Phase: kernel size differs from the packed weights'");
+  CHECK(env, !P->acttap && !(P->Mg == 1 && G.C == P->group) && !conv_q8_rows_ok(*P, G, batch), "convQ8Phase: this conv does not run the panel kernel");
+  auto* X = a.arr<float>(0, napi_float32_array, (size_t)batch * G.C * G.H * G.W, "X");
+  Epi e{nullptr, -INFINITY, INFINITY, a.i32(3)};
+  CHECK(env, e.phase == 1 || e.phase == 2, "convQ8Phase: phase is 1 (pack) or 2 (GEMM)");
+  auto* out = a.arr<float>(4, napi_float32_array, (size_t)batch * P->M * G.OH * G.OW, "out");
+  std::lock_guard<std::mutex> g(pool().call);
+  K().conv_q8(*P, G, batch, X, e, out);
+  return undef(env);
+END
+
 // convQ8(X, geometry, packed, bias|null, act, clipMin, clipMax, out)
 ENTRY(ConvQ8)
   Args a(env, info, 8, "convQ8");
@@ -897,7 +916,7 @@ NAPI_MODULE_INIT() {
   struct { const char* name; napi_callback cb; } fns[] = {
       {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
       {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
-      {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"peak", Peak},
+      {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"convQ8Phase", ConvQ8Phase}, {"peak", Peak},
       {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"transpose32", Transpose32}, {"layerNormF32", LayerNormF32}, {"matmulF32", MatmulF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
   };
   for (auto& f : fns) {

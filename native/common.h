@@ -17,6 +17,9 @@ constexpr int kPP = 48;  // Conv: output pixels per activation panel
 struct Epi {
   const float* bias;  // [N] or null
   float lo, hi;
+  // Benchmark only (convQ8Phase, bench/gemm.ts): the int8 conv runs only its pack phase (1:
+  // channel max, im2col and quantization) or only its GEMM phase on stale panels (2); 0: both.
+  int phase = 0;
 };
 
 // int8 weights for row-major GEMM, out[m,n] = sum_k A[m,k] W[n,k].

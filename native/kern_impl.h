@@ -632,9 +632,12 @@ static void conv_q8_task(void* vc, int task, int th) {
   auto* panel = (uint8_t*)scratch(th, 1).get((size_t)P.K4 * kPP * 4 + 64);
   auto* sa = (float*)scratch(th, 2).get(sizeof(float) * nab * kPP + 64);
   const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * HW;
-  if (c.cmax) q8_pack_panel_tm(P, mp, x, HW, c.cmax + ((size_t)b * c.group + g) * HW, panel, sa);
-  else q8_pack_panel(P, mp, x, HW, panel, sa);
-  q8_conv_blocks(P, g, blk0, blk1, panel, sa, *c.e, c.out + (size_t)b * c.M * c.OHW + p0, c.OHW, npix);
+  const int phase = c.e->phase;
+  if (phase != 2) {
+    if (c.cmax) q8_pack_panel_tm(P, mp, x, HW, c.cmax + ((size_t)b * c.group + g) * HW, panel, sa);
+    else q8_pack_panel(P, mp, x, HW, panel, sa);
+  }
+  if (phase != 1) q8_conv_blocks(P, g, blk0, blk1, panel, sa, *c.e, c.out + (size_t)b * c.M * c.OHW + p0, c.OHW, npix);
 }
 
 #include "kern_dw.h"
@@ -679,7 +682,7 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
   if (P.tapmajor) {
     // slot 3 of thread 0 is not used by the tasks
     c.cmax = (const float*)scratch(0, 3).get(sizeof(float) * ((size_t)batch * P.group * G.H * G.W + 64));
-    run_tasks(batch * P.group * ((G.H * G.W + kCmaxPix - 1) / kCmaxPix), cmax_task, &c, (double)batch * G.C * G.H * G.W * 4);
+    if (e.phase != 2) run_tasks(batch * P.group * ((G.H * G.W + kCmaxPix - 1) / kCmaxPix), cmax_task, &c, (double)batch * G.C * G.H * G.W * 4);
   }
   run_tasks(batch * P.group * c.npanel, conv_q8_task, &c, (double)batch * OHW * P.M * P.Kg);
 }

@@ -432,6 +432,28 @@ test('weights packed on first use for small maps are counted (V8 external memory
   }
 });
 
+test('convQ8Phase (bench/gemm.ts): the pack phase then the GEMM phase make the whole conv', { skip }, () => {
+  const n = addon!;
+  const r = rng(13);
+  const before = n.info().threads;
+  // one panel of 48 pixels, one thread: the GEMM phase reads the panel the pack phase left
+  const C = 8, M = 16, H = 6, W = 8;
+  const X = floats(r, C * H * W, W), Wq = int8s(r, M * C), S = scales(r, M);
+  const geo = Int32Array.from([1, C, H, W, 1, 1, 1, 1, 1, 1, 0, 0, H, W]);
+  const p = n.packConvI8(Wq, S, M, C, 1, 0, 0, 1);
+  const whole = new Float32Array(M * H * W), phased = new Float32Array(M * H * W);
+  try {
+    n.setThreads(1);
+    n.convQ8(X, geo, p, null, 0, 0, 0, whole);
+    n.convQ8Phase!(X, geo, p, 1, phased);
+    n.convQ8Phase!(X, geo, p, 2, phased);
+  } finally {
+    n.setThreads(before);
+  }
+  assert.deepEqual(phased, whole);
+  assert.throws(() => n.convQ8Phase!(X, geo, p, 3 as never, phased), /phase is 1/);
+});
+
 test('the addon loads and runs inside a worker thread', { skip }, async () => {
   const url = new URL('../../src/kernels/native/index.js', import.meta.url).href;
   const code = `

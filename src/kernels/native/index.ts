@@ -56,6 +56,11 @@ export interface NativeAddon {
     act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
   convQ8(X: Float32Array, geometry: Int32Array, packed: Packed, bias: Float32Array | null,
     act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
+  /**
+   * Benchmark only (bench/gemm.ts): one phase of convQ8's panel kernel, 1 = pack (channel max,
+   * im2col, quantization), 2 = GEMM on stale panels (out is garbage). Absent in older builds.
+   */
+  convQ8Phase?(X: Float32Array, geometry: Int32Array, packed: Packed, phase: 1 | 2, out: Float32Array): void;
   /** 2-D MaxPool over NCHW X; geometry as convF32's with dh = dw = 1. NaN in a window gives NaN. */
   maxPoolF32(X: Float32Array, geometry: Int32Array, out: Float32Array): void;
   /**
