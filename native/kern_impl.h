@@ -488,6 +488,24 @@ static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float*
             I q3 = V::cvtr(V::mul(V::fload(p + 3 * (size_t)HW), iv));
             V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q0, q1, q2, q3));
           }
+        } else if (!e.s2 && e.nseg >= 1 && e.nseg <= 2 && e.safe[0] && (e.nseg == 1 || e.safe[1])) {
+          // A vector at a row's edge (padding lanes) or across two rows (56x56: every other row
+          // end falls inside a vector): one or two plain loads whose lanes are selected, decided
+          // once for the block instead of per channel.
+          const M m0 = e.mask[0], m1 = e.mask[e.nseg - 1];
+          const float* p = x + e.off[0] + (size_t)cb0 * 4 * HW;
+          const ptrdiff_t d1 = e.off[e.nseg - 1] - e.off[0];
+          auto ld = [&](const float* q) {
+            F r = V::fsel(m0, V::fload(q));
+            return e.nseg == 2 ? V::fmerge(r, m1, V::fload(q + d1)) : r;
+          };
+          for (; c4 < cf1; c4++, p += 4 * (size_t)HW) {
+            I q0 = V::cvtr(V::mul(ld(p), iv));
+            I q1 = V::cvtr(V::mul(ld(p + HW), iv));
+            I q2 = V::cvtr(V::mul(ld(p + 2 * (size_t)HW), iv));
+            I q3 = V::cvtr(V::mul(ld(p + 3 * (size_t)HW), iv));
+            V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q0, q1, q2, q3));
+          }
         }
         for (; c4 < cb1; c4++) {
           const float* xc = x + (size_t)c4 * 4 * HW;
