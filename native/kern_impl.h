@@ -784,6 +784,16 @@ static void conv_f32_task(void* vc, int task, int th) {
               const float* src = x + (size_t)ca * HW;
               if (e.full) {
                 for (int r = 0; r < cb - ca; r++) V::fstore(dst + (size_t)r * kPP, V::fload(src + (size_t)r * HW + e.off[0]));
+              } else if (!e.s2 && e.nseg >= 1 && e.nseg <= 2 && e.safe[0] && (e.nseg == 1 || e.safe[1])) {
+                // edge or row-crossing vector, plain loads: decided once, as in the int8 pack
+                const M m0 = e.mask[0], m1 = e.mask[e.nseg - 1];
+                const float* p = src + e.off[0];
+                const ptrdiff_t d1 = e.off[e.nseg - 1] - e.off[0];
+                for (int r = 0; r < cb - ca; r++, p += HW) {
+                  F v2 = V::fsel(m0, V::fload(p));
+                  if (e.nseg == 2) v2 = V::fmerge(v2, m1, V::fload(p + d1));
+                  V::fstore(dst + (size_t)r * kPP, v2);
+                }
               } else {
                 for (int r = 0; r < cb - ca; r++) V::fstore(dst + (size_t)r * kPP, mp.load(src + (size_t)r * HW, e, t, v));
               }
