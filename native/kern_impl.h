@@ -488,23 +488,32 @@ static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float*
             I q3 = V::cvtr(V::mul(V::fload(p + 3 * (size_t)HW), iv));
             V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q0, q1, q2, q3));
           }
-        } else if (!e.s2 && e.nseg >= 1 && e.nseg <= 2 && e.safe[0] && (e.nseg == 1 || e.safe[1])) {
-          // A vector at a row's edge (padding lanes) or across two rows (56x56: every other row
-          // end falls inside a vector): one or two plain loads whose lanes are selected, decided
-          // once for the block instead of per channel.
+        } else if (e.nseg >= 1 && e.nseg <= 2 && e.safe[0] && (e.nseg == 1 || e.safe[1])) {
+          // A vector at a row's edge (padding lanes), across two rows (56x56: every other row
+          // end falls inside a vector) or of a stride-2 tap: one or two plain (stride 2: even-lane)
+          // loads whose lanes are selected, decided once for the block instead of per channel.
           const M m0 = e.mask[0], m1 = e.mask[e.nseg - 1];
           const float* p = x + e.off[0] + (size_t)cb0 * 4 * HW;
           const ptrdiff_t d1 = e.off[e.nseg - 1] - e.off[0];
-          auto ld = [&](const float* q) {
-            F r = V::fsel(m0, V::fload(q));
-            return e.nseg == 2 ? V::fmerge(r, m1, V::fload(q + d1)) : r;
+          auto run = [&](auto ld) {
+            for (; c4 < cf1; c4++, p += 4 * (size_t)HW) {
+              I q0 = V::cvtr(V::mul(ld(p), iv));
+              I q1 = V::cvtr(V::mul(ld(p + HW), iv));
+              I q2 = V::cvtr(V::mul(ld(p + 2 * (size_t)HW), iv));
+              I q3 = V::cvtr(V::mul(ld(p + 3 * (size_t)HW), iv));
+              V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q0, q1, q2, q3));
+            }
           };
-          for (; c4 < cf1; c4++, p += 4 * (size_t)HW) {
-            I q0 = V::cvtr(V::mul(ld(p), iv));
-            I q1 = V::cvtr(V::mul(ld(p + HW), iv));
-            I q2 = V::cvtr(V::mul(ld(p + 2 * (size_t)HW), iv));
-            I q3 = V::cvtr(V::mul(ld(p + 3 * (size_t)HW), iv));
-            V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q0, q1, q2, q3));
+          if (e.s2) {
+            run([&](const float* q) {
+              F r = V::fsel(m0, V::even2(q));
+              return e.nseg == 2 ? V::fmerge(r, m1, V::even2(q + d1)) : r;
+            });
+          } else {
+            run([&](const float* q) {
+              F r = V::fsel(m0, V::fload(q));
+              return e.nseg == 2 ? V::fmerge(r, m1, V::fload(q + d1)) : r;
+            });
           }
         }
         for (; c4 < cb1; c4++) {
@@ -784,15 +793,23 @@ static void conv_f32_task(void* vc, int task, int th) {
               const float* src = x + (size_t)ca * HW;
               if (e.full) {
                 for (int r = 0; r < cb - ca; r++) V::fstore(dst + (size_t)r * kPP, V::fload(src + (size_t)r * HW + e.off[0]));
-              } else if (!e.s2 && e.nseg >= 1 && e.nseg <= 2 && e.safe[0] && (e.nseg == 1 || e.safe[1])) {
-                // edge or row-crossing vector, plain loads: decided once, as in the int8 pack
+              } else if (e.nseg >= 1 && e.nseg <= 2 && e.safe[0] && (e.nseg == 1 || e.safe[1])) {
+                // edge, row-crossing or stride-2 vector, plain loads: decided once, as in the int8 pack
                 const M m0 = e.mask[0], m1 = e.mask[e.nseg - 1];
                 const float* p = src + e.off[0];
                 const ptrdiff_t d1 = e.off[e.nseg - 1] - e.off[0];
-                for (int r = 0; r < cb - ca; r++, p += HW) {
-                  F v2 = V::fsel(m0, V::fload(p));
-                  if (e.nseg == 2) v2 = V::fmerge(v2, m1, V::fload(p + d1));
-                  V::fstore(dst + (size_t)r * kPP, v2);
+                if (e.s2) {
+                  for (int r = 0; r < cb - ca; r++, p += HW) {
+                    F v2 = V::fsel(m0, V::even2(p));
+                    if (e.nseg == 2) v2 = V::fmerge(v2, m1, V::even2(p + d1));
+                    V::fstore(dst + (size_t)r * kPP, v2);
+                  }
+                } else {
+                  for (int r = 0; r < cb - ca; r++, p += HW) {
+                    F v2 = V::fsel(m0, V::fload(p));
+                    if (e.nseg == 2) v2 = V::fmerge(v2, m1, V::fload(p + d1));
+                    V::fstore(dst + (size_t)r * kPP, v2);
+                  }
                 }
               } else {
                 for (int r = 0; r < cb - ca; r++) V::fstore(dst + (size_t)r * kPP, mp.load(src + (size_t)r * HW, e, t, v));
