@@ -603,13 +603,14 @@ static ConvGeom geom(Args& a, size_t i, int& batch, int Kg, int group, int M) {
 // A is the patch assembled tap by tap (one C-value copy per tap, zeros for padding), the GEMM adds
 // bias and activation per channel, and the [pixel][channel] result is transposed into NCHW. The int8
 // GEMM quantizes each row as one window: the patch window, as the conv kernel would (the sum's order
-// differs, not its terms). Measured against the conv kernels on ResNet50/VGG16 layers, 1 thread:
-// fp32 is faster for 7x7 maps and for 3x3 convs up to 28x28 (12-36%), slower for 1x1 convs on
-// 14x14 and larger and for 3x3 on 56x56 with few channels; int8 (whose conv kernel fuses im2col
-// and quantization) only for 3x3 convs on 7x7 (12-21%), 28-39% slower on 28x28. Hence the bounds.
+// differs, not its terms). Measured against the conv kernels on ResNet50/VGG16 layers: fp32 is
+// faster for 7x7 maps (18% at 1 thread, 40-55% at 2), about even on 10x10 and 14x14 at 1 thread
+// but up to 21% slower at 2, and 5-9% (1 thread) to 14-25% (2 threads) slower on 28x28 since the
+// fp32 conv kernel runs K in one chunk; int8 (whose conv kernel fuses im2col and quantization)
+// is faster only for 3x3 convs on 7x7 (12-21%), 28-39% slower on 28x28. Hence the bounds.
 static bool conv_rows_ok(int group, int Kg, const ConvGeom& G, int batch, bool int8) {
   const long ohw = (long)G.OH * G.OW, khw = (long)G.kh * G.kw;
-  bool shape = int8 ? khw > 1 && ohw <= 64 : (khw == 1 ? ohw <= 64 : ohw <= 1024);
+  bool shape = int8 ? khw > 1 && ohw <= 64 : (khw == 1 ? ohw <= 64 : ohw <= 100);
   return shape && group == 1 && Kg == G.C * khw && (long)batch * ohw * Kg <= (16l << 20);  // A under 64 MB
 }
 

@@ -118,7 +118,7 @@ export const CONV_CASES: ConvCase[] = [
   // split into ragged blocks, and the fp32 K chunks cut through taps
   { B: 1, C: 36, H: 32, W: 64, M: 10, group: 1, k: [3, 3], pads: [1, 1, 1, 1] },
   // stride 2 on a map wide enough that most vectors lie in one or two output rows (the packs' hoisted
-  // stride-2 path), and more than 1024 output pixels (the fp32 conv kernel, not pixel rows)
+  // stride-2 path), and over 100 output pixels (the fp32 conv kernel, not pixel rows)
   { B: 1, C: 8, H: 70, W: 67, M: 12, group: 1, k: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] },
   // K = 8300: the native fp32 conv runs two K chunks, keeping partial sums in the output between them
   { B: 1, C: 8300, H: 9, W: 10, M: 12, group: 1, k: [1, 1] },
