@@ -319,8 +319,14 @@ static PackF32Conv* pack_f32_conv(const float* W, int M, int Kg, int group, int 
 
 // ---------------------------------------------------------------- N-API helpers
 enum Kind { kQ8Gemm = 1, kQ8Conv, kF32Gemm, kF32Conv };
-// Bytes of packed weights alive (what the handles report to V8), for info().
+// Bytes of packed weights alive, for info(); V8 is told the same as external memory, so its heap
+// limits and GC see them.
 static std::atomic<int64_t> g_packed_bytes{0};
+static void adjust_packed(napi_env env, int64_t delta) {
+  int64_t dummy;
+  napi_adjust_external_memory(env, delta, &dummy);
+  g_packed_bytes += delta;
+}
 struct Handle {
   uint32_t magic = 0x71386b6e;
   Kind kind;
@@ -395,22 +401,20 @@ struct Args {
     return (T*)h->p;
   }
   Handle* held = nullptr;  // the last handle() looked up
-  // The packed weights behind the last handle() grew by `bytes` (a copy built on first use): V8
-  // counts them as external memory, so its heap limits and GC see them.
+  // The packed weights behind the last handle() grew by `bytes` (a copy built on first use).
   void grew(size_t bytes) {
     if (!held || !bytes) return;
-    int64_t dummy;
-    napi_adjust_external_memory(env, (int64_t)bytes, &dummy);
+    adjust_packed(env, (int64_t)bytes);
     held->bytes += bytes;
-    g_packed_bytes += (int64_t)bytes;
   }
 };
 
+static size_t packed_bytes(const PackF32Gemm& P) { return P.w.size() * 4; }
+static size_t packed_bytes(const PackQ8Gemm& P) { return P.w.size() + P.init.size() * 8 + P.wscale.size() * 4; }
+
 template <class T> static void finalize(napi_env env, void* data, void*) {
   auto* h = (Handle*)data;
-  int64_t dummy;
-  napi_adjust_external_memory(env, -(int64_t)h->bytes, &dummy);
-  g_packed_bytes -= (int64_t)h->bytes;
+  adjust_packed(env, -(int64_t)h->bytes);
   delete (T*)h->p;
   delete h;
 }
@@ -419,9 +423,7 @@ template <class T> static napi_value wrap(napi_env env, T* p, Kind kind, size_t 
   auto* h = new Handle{0x71386b6e, kind, p, bytes};
   napi_value v;
   napi_create_external(env, h, finalize<T>, nullptr, &v);
-  int64_t dummy;
-  napi_adjust_external_memory(env, (int64_t)bytes, &dummy);
-  g_packed_bytes += (int64_t)bytes;
+  adjust_packed(env, (int64_t)bytes);
   return v;
 }
 
@@ -486,7 +488,7 @@ ENTRY(PackF32)
   CHECK(env, N > 0 && Kd > 0, "packF32: N and K should be positive");
   auto* W = a.arr<float>(0, napi_float32_array, (size_t)N * Kd, "W");
   auto* P = pack_f32_gemm(W, N, Kd);
-  return wrap(env, P, kF32Gemm, P->w.size() * 4);
+  return wrap(env, P, kF32Gemm, packed_bytes(*P));
 END
 
 // gemmF32(A, M, K, packed, bias|null, act, clipMin, clipMax, out)
@@ -534,7 +536,7 @@ ENTRY(PackI8)
   auto* W = a.arr<int8_t>(0, napi_int8_array, (size_t)N * Kd, "Wq");
   auto* S = a.arr<float>(1, napi_float32_array, (size_t)N * nwb, "Wscale");
   auto* P = pack_q8_gemm(W, S, N, Kd, wb, ab);
-  return wrap(env, P, kQ8Gemm, P->w.size() + P->init.size() * 8 + P->wscale.size() * 4);
+  return wrap(env, P, kQ8Gemm, packed_bytes(*P));
 END
 
 // gemmQ8(A, M, K, packed, actBlock, bias|null, act, clipMin, clipMax, out)
@@ -670,38 +672,52 @@ static std::vector<T> tap_major(const T* w, int M, int C, int khw) {
   return wt;
 }
 
-static void conv_f32_rows(PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
-  if (!P.rows) P.rows.reset(pack_f32_gemm(tap_major(P.wraw.data(), P.M, G.C, G.kh * G.kw).data(), P.M, P.Kg));
+// Returns the bytes of the weight copy it built (on the first call), for the handle's accounting.
+static size_t conv_f32_rows(PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+  size_t built = 0;
+  if (!P.rows) {
+    P.rows.reset(pack_f32_gemm(tap_major(P.wraw.data(), P.M, G.C, G.kh * G.kw).data(), P.M, P.Kg));
+    built = packed_bytes(*P.rows);
+  }
   conv_rows(G, batch, P.M, X, out, [&](const float* A, int rows, float* Y) { K().gemm_f32(*P.rows, A, rows, e, Y); });
+  return built;
 }
 
 static bool conv_q8_rows_ok(const PackQ8Conv& P, const ConvGeom& G, int batch) {
   return !P.acttap && P.ablock == 0 && P.wblock == 0 && conv_rows_ok(P.group, P.Kg, G, batch, true);
 }
 
-static void conv_q8_rows(PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
-  if (!P.rows) P.rows.reset(pack_q8_gemm(tap_major(P.wraw.data(), P.M, G.C, G.kh * G.kw).data(), P.wsraw.data(), P.M, P.Kg, 0, 0));
+static size_t conv_q8_rows(PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+  size_t built = 0;
+  if (!P.rows) {
+    P.rows.reset(pack_q8_gemm(tap_major(P.wraw.data(), P.M, G.C, G.kh * G.kw).data(), P.wsraw.data(), P.M, P.Kg, 0, 0));
+    built = packed_bytes(*P.rows);
+  }
   conv_rows(G, batch, P.M, X, out, [&](const float* A, int rows, float* Y) { K().gemm_q8(*P.rows, A, rows, e, Y); });
+  return built;
+}
+
+// The arguments the conv entries share: packed weights at 2, geometry at 1, X at 0, out at `iout`.
+template <class T> struct ConvIO { T* P; ConvGeom G; int batch; const float* X; float* out; };
+template <class T> static ConvIO<T> conv_io(Args& a, Kind kind, const char* name, size_t iout) {
+  ConvIO<T> c;
+  c.P = a.handle<T>(2, kind);
+  c.G = geom(a, 1, c.batch, c.P->Kg, c.P->group, c.P->M);
+  const ConvGeom& G = c.G;
+  CHECK(a.env, !c.P->tapmajor || c.P->khw == G.kh * G.kw, std::string(name) + ": kernel size differs from the packed weights'");
+  c.X = a.arr<float>(0, napi_float32_array, (size_t)c.batch * G.C * G.H * G.W, "X");
+  c.out = a.arr<float>(iout, napi_float32_array, (size_t)c.batch * c.P->M * G.OH * G.OW, "out");
+  return c;
 }
 
 // convF32(X, geometry, packed, bias|null, act, clipMin, clipMax, out)
 ENTRY(ConvF32)
   Args a(env, info, 8, "convF32");
-  auto* P = a.handle<PackF32Conv>(2, kF32Conv);
-  int batch;
-  ConvGeom G = geom(a, 1, batch, P->Kg, P->group, P->M);
-  CHECK(env, !P->tapmajor || P->khw == G.kh * G.kw, "convF32: kernel size differs from the packed weights'");
-  auto* X = a.arr<float>(0, napi_float32_array, (size_t)batch * G.C * G.H * G.W, "X");
-  Epi e = epi(a, 3, 4, P->M);
-  auto* out = a.arr<float>(7, napi_float32_array, (size_t)batch * P->M * G.OH * G.OW, "out");
+  auto c = conv_io<PackF32Conv>(a, kF32Conv, "convF32", 7);
+  Epi e = epi(a, 3, 4, c.P->M);
   std::lock_guard<std::mutex> g(pool().call);
-  if (conv_rows_ok(P->group, P->Kg, G, batch, false)) {
-    const bool had = P->rows != nullptr;
-    conv_f32_rows(*P, G, batch, X, e, out);
-    if (!had) a.grew(P->rows->w.size() * 4);
-  } else {
-    K().conv_f32(*P, G, batch, X, e, out);
-  }
+  if (conv_rows_ok(c.P->group, c.P->Kg, c.G, c.batch, false)) a.grew(conv_f32_rows(*c.P, c.G, c.batch, c.X, e, c.out));
+  else K().conv_f32(*c.P, c.G, c.batch, c.X, e, c.out);
   return undef(env);
 END
 
@@ -710,38 +726,24 @@ END
 // conv that takes that kernel (not depthwise, tap windows or pixel rows).
 ENTRY(ConvQ8Phase)
   Args a(env, info, 5, "convQ8Phase");
-  auto* P = a.handle<PackQ8Conv>(2, kQ8Conv);
-  int batch;
-  ConvGeom G = geom(a, 1, batch, P->Kg, P->group, P->M);
-  CHECK(env, !P->tapmajor || P->khw == G.kh * G.kw, "convQ8Phase: kernel size differs from the packed weights'");
-  CHECK(env, !P->acttap && !(P->Mg == 1 && G.C == P->group) && !conv_q8_rows_ok(*P, G, batch), "convQ8Phase: this conv does not run the panel kernel");
-  auto* X = a.arr<float>(0, napi_float32_array, (size_t)batch * G.C * G.H * G.W, "X");
+  auto c = conv_io<PackQ8Conv>(a, kQ8Conv, "convQ8Phase", 4);
+  const PackQ8Conv& P = *c.P;
+  CHECK(env, !P.acttap && !(P.Mg == 1 && c.G.C == P.group) && !conv_q8_rows_ok(P, c.G, c.batch), "convQ8Phase: this conv does not run the panel kernel");
   Epi e{nullptr, -INFINITY, INFINITY, a.i32(3)};
   CHECK(env, e.phase == 1 || e.phase == 2, "convQ8Phase: phase is 1 (pack) or 2 (GEMM)");
-  auto* out = a.arr<float>(4, napi_float32_array, (size_t)batch * P->M * G.OH * G.OW, "out");
   std::lock_guard<std::mutex> g(pool().call);
-  K().conv_q8(*P, G, batch, X, e, out);
+  K().conv_q8(P, c.G, c.batch, c.X, e, c.out);
   return undef(env);
 END
 
 // convQ8(X, geometry, packed, bias|null, act, clipMin, clipMax, out)
 ENTRY(ConvQ8)
   Args a(env, info, 8, "convQ8");
-  auto* P = a.handle<PackQ8Conv>(2, kQ8Conv);
-  int batch;
-  ConvGeom G = geom(a, 1, batch, P->Kg, P->group, P->M);
-  CHECK(env, !P->tapmajor || P->khw == G.kh * G.kw, "convQ8: kernel size differs from the packed weights'");
-  auto* X = a.arr<float>(0, napi_float32_array, (size_t)batch * G.C * G.H * G.W, "X");
-  Epi e = epi(a, 3, 4, P->M);
-  auto* out = a.arr<float>(7, napi_float32_array, (size_t)batch * P->M * G.OH * G.OW, "out");
+  auto c = conv_io<PackQ8Conv>(a, kQ8Conv, "convQ8", 7);
+  Epi e = epi(a, 3, 4, c.P->M);
   std::lock_guard<std::mutex> g(pool().call);
-  if (conv_q8_rows_ok(*P, G, batch)) {
-    const bool had = P->rows != nullptr;
-    conv_q8_rows(*P, G, batch, X, e, out);
-    if (!had) a.grew(P->rows->w.size() + P->rows->init.size() * 8 + P->rows->wscale.size() * 4);
-  } else {
-    K().conv_q8(*P, G, batch, X, e, out);
-  }
+  if (conv_q8_rows_ok(*c.P, c.G, c.batch)) a.grew(conv_q8_rows(*c.P, c.G, c.batch, c.X, e, c.out));
+  else K().conv_q8(*c.P, c.G, c.batch, c.X, e, c.out);
   return undef(env);
 END
 
