@@ -44,8 +44,8 @@ constexpr int CNV = (Q8_W == 512) ? 3 : 3;  // conv tile pixel vectors
 // claim together work S tasks apart, and each still walks its row in order.
 static inline int spread(int t, int n, int T) {
   if (T <= 1 || n < 2 * T) return t;
-  const int S = (n + T - 1) / T, R = (n + S - 1) / S, last = n - (R - 1) * S;  // 1 <= last <= S
-  if (R <= 1) return t;
+  // n >= 2T gives S < n, so R >= 2 rows; the last holds 1..S tasks
+  const int S = (n + T - 1) / T, R = (n + S - 1) / S, last = n - (R - 1) * S;
   if (t < last * R) return (t % R) * S + t / R;
   const int u = t - last * R;
   return (u % (R - 1)) * S + last + u / (R - 1);
@@ -346,6 +346,35 @@ struct PixMap {
   F load(const float* xc, int t, int v) const { return load(xc, tap(t, v), t, v); }
 };
 
+// A tap vector that plain loads can fetch whole: one run covering every lane, or one or two runs
+// (stride 2: even lanes) that may read their whole span, whose lanes are selected. Then
+// fn(ld, off), with ld(q) the vector for the channel plane at q - off (what PixMap::load gives,
+// decided once for all channels), and true; otherwise false (PixMap::load per channel).
+template <class Fn>
+static inline bool plain_tap(const Tap& e, Fn&& fn) {
+  const int off = e.off[0];
+  if (e.full) {
+    fn([](const float* q) { return V::fload(q); }, off);
+    return true;
+  }
+  if (e.nseg < 1 || e.nseg > 2 || !e.safe[0] || (e.nseg == 2 && !e.safe[1])) return false;
+  const M m0 = e.mask[0], m1 = e.mask[e.nseg - 1];
+  const ptrdiff_t d1 = e.off[e.nseg - 1] - off;
+  const bool two = e.nseg == 2;
+  if (e.s2) {
+    fn([=](const float* q) {
+      F r = V::fsel(m0, V::even2(q));
+      return two ? V::fmerge(r, m1, V::even2(q + d1)) : r;
+    }, off);
+  } else {
+    fn([=](const float* q) {
+      F r = V::fsel(m0, V::fload(q));
+      return two ? V::fmerge(r, m1, V::fload(q + d1)) : r;
+    }, off);
+  }
+  return true;
+}
+
 // Vector v of the panel starting at output pixel p0 covers lanes that fall into runs of one output
 // row: fn(l0, n, oy, ox0) for lanes [l0, l0 + n) = row oy, columns ox0.. (pixels past OHW: none).
 template <class Fn>
@@ -496,47 +525,25 @@ static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float*
         const F iv = inv[v];
         uint8_t* dst = panel + (size_t)t * C4 * kPP * 4 + v * L * 4;
         int c4 = cb0;
-        if (e.full) {
-          const float* p = x + e.off[0] + (size_t)cb0 * 4 * HW;
+        // Images larger than L2 stream from memory, one line sequence per channel and tap row:
+        // more than the hardware prefetcher follows. A full stride-1 vector fetches the panel after
+        // next (its input shifts by kPP pixels per panel; elsewhere a prefetch is only wasted).
+        auto groups = [&](auto ld, int off, auto prefetch) {
+          const float* p = x + off + (size_t)cb0 * 4 * HW;
           for (; c4 < cf1; c4++, p += 4 * (size_t)HW) {
-            // Images larger than L2 stream from memory, one line sequence per channel and tap row:
-            // more than the hardware prefetcher follows. Fetch the panel after next (a stride-1
-            // tap's input shifts by kPP pixels per panel; elsewhere a prefetch is only wasted).
-            for (int u = 0; u < 4; u++) __builtin_prefetch(p + u * (size_t)HW + 2 * kPP, 0, 3);
-            I q0 = V::cvtr(V::mul(V::fload(p), iv));
-            I q1 = V::cvtr(V::mul(V::fload(p + HW), iv));
-            I q2 = V::cvtr(V::mul(V::fload(p + 2 * (size_t)HW), iv));
-            I q3 = V::cvtr(V::mul(V::fload(p + 3 * (size_t)HW), iv));
+            if constexpr (decltype(prefetch)::value)
+              for (int u = 0; u < 4; u++) __builtin_prefetch(p + u * (size_t)HW + 2 * kPP, 0, 3);
+            I q0 = V::cvtr(V::mul(ld(p), iv));
+            I q1 = V::cvtr(V::mul(ld(p + HW), iv));
+            I q2 = V::cvtr(V::mul(ld(p + 2 * (size_t)HW), iv));
+            I q3 = V::cvtr(V::mul(ld(p + 3 * (size_t)HW), iv));
             V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q0, q1, q2, q3));
           }
-        } else if (e.nseg >= 1 && e.nseg <= 2 && e.safe[0] && (e.nseg == 1 || e.safe[1])) {
-          // A vector at a row's edge (padding lanes), across two rows (56x56: every other row
-          // end falls inside a vector) or of a stride-2 tap: one or two plain (stride 2: even-lane)
-          // loads whose lanes are selected, decided once for the block instead of per channel.
-          const M m0 = e.mask[0], m1 = e.mask[e.nseg - 1];
-          const float* p = x + e.off[0] + (size_t)cb0 * 4 * HW;
-          const ptrdiff_t d1 = e.off[e.nseg - 1] - e.off[0];
-          auto run = [&](auto ld) {
-            for (; c4 < cf1; c4++, p += 4 * (size_t)HW) {
-              I q0 = V::cvtr(V::mul(ld(p), iv));
-              I q1 = V::cvtr(V::mul(ld(p + HW), iv));
-              I q2 = V::cvtr(V::mul(ld(p + 2 * (size_t)HW), iv));
-              I q3 = V::cvtr(V::mul(ld(p + 3 * (size_t)HW), iv));
-              V::istore(dst + (size_t)c4 * kPP * 4, V::pack4(q0, q1, q2, q3));
-            }
-          };
-          if (e.s2) {
-            run([&](const float* q) {
-              F r = V::fsel(m0, V::even2(q));
-              return e.nseg == 2 ? V::fmerge(r, m1, V::even2(q + d1)) : r;
-            });
-          } else {
-            run([&](const float* q) {
-              F r = V::fsel(m0, V::fload(q));
-              return e.nseg == 2 ? V::fmerge(r, m1, V::fload(q + d1)) : r;
-            });
-          }
-        }
+        };
+        plain_tap(e, [&](auto ld, int off) {
+          if (e.full) groups(ld, off, std::true_type{});
+          else groups(ld, off, std::false_type{});
+        });
         for (; c4 < cb1; c4++) {
           const float* xc = x + (size_t)c4 * 4 * HW;
           const int nc = std::min(4, Cg - c4 * 4);
@@ -814,29 +821,11 @@ static void conv_f32_task(void* vc, int task, int th) {
               const Tap& e = mp.tap(t, v);
               float* dst = d0 + v * L;
               const float* src = x + (size_t)ca * HW;
-              if (e.full) {
-                for (int r = 0; r < cb - ca; r++) V::fstore(dst + (size_t)r * kPP, V::fload(src + (size_t)r * HW + e.off[0]));
-              } else if (e.nseg >= 1 && e.nseg <= 2 && e.safe[0] && (e.nseg == 1 || e.safe[1])) {
-                // edge, row-crossing or stride-2 vector, plain loads: decided once, as in the int8 pack
-                const M m0 = e.mask[0], m1 = e.mask[e.nseg - 1];
-                const float* p = src + e.off[0];
-                const ptrdiff_t d1 = e.off[e.nseg - 1] - e.off[0];
-                if (e.s2) {
-                  for (int r = 0; r < cb - ca; r++, p += HW) {
-                    F v2 = V::fsel(m0, V::even2(p));
-                    if (e.nseg == 2) v2 = V::fmerge(v2, m1, V::even2(p + d1));
-                    V::fstore(dst + (size_t)r * kPP, v2);
-                  }
-                } else {
-                  for (int r = 0; r < cb - ca; r++, p += HW) {
-                    F v2 = V::fsel(m0, V::fload(p));
-                    if (e.nseg == 2) v2 = V::fmerge(v2, m1, V::fload(p + d1));
-                    V::fstore(dst + (size_t)r * kPP, v2);
-                  }
-                }
-              } else {
+              const bool plain = plain_tap(e, [&](auto ld, int off) {
+                for (int r = 0; r < cb - ca; r++) V::fstore(dst + (size_t)r * kPP, ld(src + off + (size_t)r * HW));
+              });
+              if (!plain)
                 for (int r = 0; r < cb - ca; r++) V::fstore(dst + (size_t)r * kPP, mp.load(src + (size_t)r * HW, e, t, v));
-              }
             }
           }
       } else {
@@ -924,8 +913,6 @@ static inline F nmax(F m, F v) { return V::fmerge(V::max(v, m), V::isnan(v), v);
 
 struct PoolCtx { const ConvGeom* G; const float* X; float* out; int len; };
 
-// One plane: per output row, the window's input rows are reduced into a row buffer padded with
-// -inf (so padded taps never win), then each output column takes the max of its kw buffer values.
 // 2x2 windows, stride 2, no padding, every window inside the input (VGG's pools): each output row
 // reads its two input rows once; even/odd lanes give the window's columns, combined in the
 // reference's order (row by row, left to right).
@@ -953,6 +940,8 @@ static void maxpool2_plane(const ConvGeom& G, const float* x, float* out) {
   }
 }
 
+// One plane: per output row, the window's input rows are reduced into a row buffer padded with
+// -inf (so padded taps never win), then each output column takes the max of its kw buffer values.
 static void maxpool_task(void* vc, int p, int th) {
   auto& c = *(PoolCtx*)vc;
   const ConvGeom& G = *c.G;
