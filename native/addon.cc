@@ -460,6 +460,7 @@ ENTRY(Info)
   napi_create_string_utf8(env, comp.c_str(), NAPI_AUTO_LENGTH, &v); napi_set_named_property(env, o, "compiler", v);
   napi_create_int32(env, pool().nthreads, &v); napi_set_named_property(env, o, "threads", v);
   napi_create_double(env, (double)g_packed_bytes.load(), &v); napi_set_named_property(env, o, "packedBytes", v);
+  napi_get_boolean(env, true, &v); napi_set_named_property(env, o, "residual", v);  // convF32/convQ8 take argument 8
   return o;
 END
 
@@ -698,7 +699,7 @@ static size_t conv_q8_rows(PackQ8Conv& P, const ConvGeom& G, int batch, const fl
 }
 
 // The arguments the conv entries share: packed weights at 2, geometry at 1, X at 0, out at `iout`.
-template <class T> struct ConvIO { T* P; ConvGeom G; int batch; const float* X; float* out; };
+template <class T> struct ConvIO { T* P; ConvGeom G; int batch; const float* X; float* out; size_t nout; };
 template <class T> static ConvIO<T> conv_io(Args& a, Kind kind, const char* name, size_t iout) {
   ConvIO<T> c;
   c.P = a.handle<T>(2, kind);
@@ -706,17 +707,31 @@ template <class T> static ConvIO<T> conv_io(Args& a, Kind kind, const char* name
   const ConvGeom& G = c.G;
   CHECK(a.env, !c.P->tapmajor || c.P->khw == G.kh * G.kw, std::string(name) + ": kernel size differs from the packed weights'");
   c.X = a.arr<float>(0, napi_float32_array, (size_t)c.batch * G.C * G.H * G.W, "X");
-  c.out = a.arr<float>(iout, napi_float32_array, (size_t)c.batch * c.P->M * G.OH * G.OW, "out");
+  c.nout = (size_t)c.batch * c.P->M * G.OH * G.OW;
+  c.out = a.arr<float>(iout, napi_float32_array, c.nout, "out");
   return c;
 }
 
-// convF32(X, geometry, packed, bias|null, act, clipMin, clipMax, out)
+// The conv entries' epilogue: bias at 3, activation at 4..6, and an optional residual at 8 (the
+// output's shape, read in the store): out itself (in place) or apart from it.
+template <class T> static Epi conv_epi(Args& a, const ConvIO<T>& c) {
+  Epi e = epi(a, 3, 4, c.P->M);
+  if (a.argc > 8 && !a.is_null(8)) {
+    e.res = a.arr<float>(8, napi_float32_array, c.nout, "residual");
+    e.out0 = c.out;
+    CHECK(a.env, e.res == c.out || e.res + c.nout <= c.out || c.out + c.nout <= e.res, "residual: overlaps out");
+  }
+  return e;
+}
+
+// convF32(X, geometry, packed, bias|null, act, clipMin, clipMax, out, residual?)
 ENTRY(ConvF32)
   Args a(env, info, 8, "convF32");
   auto c = conv_io<PackF32Conv>(a, kF32Conv, "convF32", 7);
-  Epi e = epi(a, 3, 4, c.P->M);
+  Epi e = conv_epi(a, c);
   std::lock_guard<std::mutex> g(pool().call);
-  if (conv_rows_ok(c.P->group, c.P->Kg, c.G, c.batch, false)) a.grew(conv_f32_rows(*c.P, c.G, c.batch, c.X, e, c.out));
+  if (conv_rows_ok(c.P->group, c.P->Kg, c.G, c.batch, false))
+    with_residual(e, c.out, c.nout, [&](const Epi& p) { a.grew(conv_f32_rows(*c.P, c.G, c.batch, c.X, p, c.out)); });
   else K().conv_f32(*c.P, c.G, c.batch, c.X, e, c.out);
   return undef(env);
 END
@@ -736,13 +751,14 @@ ENTRY(ConvQ8Phase)
   return undef(env);
 END
 
-// convQ8(X, geometry, packed, bias|null, act, clipMin, clipMax, out)
+// convQ8(X, geometry, packed, bias|null, act, clipMin, clipMax, out, residual?)
 ENTRY(ConvQ8)
   Args a(env, info, 8, "convQ8");
   auto c = conv_io<PackQ8Conv>(a, kQ8Conv, "convQ8", 7);
-  Epi e = epi(a, 3, 4, c.P->M);
+  Epi e = conv_epi(a, c);
   std::lock_guard<std::mutex> g(pool().call);
-  if (conv_q8_rows_ok(*c.P, c.G, c.batch)) a.grew(conv_q8_rows(*c.P, c.G, c.batch, c.X, e, c.out));
+  if (conv_q8_rows_ok(*c.P, c.G, c.batch))
+    with_residual(e, c.out, c.nout, [&](const Epi& p) { a.grew(conv_q8_rows(*c.P, c.G, c.batch, c.X, p, c.out)); });
   else K().conv_q8(*c.P, c.G, c.batch, c.X, e, c.out);
   return undef(env);
 END

@@ -20,7 +20,32 @@ struct Epi {
   // Benchmark only (convQ8Phase, bench/gemm.ts): the int8 conv runs only its pack phase (1:
   // channel max, im2col and quantization) or only its GEMM phase on stale panels (2); 0: both.
   int phase = 0;
+  // A residual input (conv fused with the Add that reads its output, graph/passes.ts
+  // fuseResiduals): same layout as the whole output `out0`; the store adds res[o - out0] to the
+  // biased value before the activation. Null: none. It may be out0 itself (in place: each store
+  // reads its own element first), but no other overlap.
+  const float* res = nullptr;
+  const float* out0 = nullptr;
 };
+
+// For the paths that do not add the residual in their store: run with a plain epilogue (no
+// residual, no activation), then one pass out[i] = act(out[i] + res[i]) over the n outputs: the
+// rounding steps of Conv then Add then the activation, as the unfused graph takes them. A residual
+// in out's own memory (the in-place join) is copied first.
+template <class Run> inline void with_residual(const Epi& e, float* out, size_t n, Run run) {
+  if (!e.res) { run(e); return; }
+  Epi p = e;
+  p.res = nullptr;
+  p.lo = -__builtin_inff(); p.hi = __builtin_inff();
+  const float* r = e.res + (out - e.out0);
+  std::vector<float> copy;
+  if (r == out) { copy.assign(r, r + n); r = copy.data(); }
+  run(p);
+  for (size_t i = 0; i < n; i++) {
+    float v = out[i] + r[i];
+    out[i] = v < e.lo ? e.lo : v > e.hi ? e.hi : v;
+  }
+}
 
 // int8 weights for row-major GEMM, out[m,n] = sum_k A[m,k] W[n,k].
 struct PackQ8Gemm {

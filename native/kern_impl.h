@@ -67,6 +67,32 @@ static void run_tasks(int n, TaskFn fn, void* ctx, double macs) {
 }
 
 inline F clampv(F v, const Epi& e) { return V::min(V::max(v, V::fset(e.lo)), V::fset(e.hi)); }
+// A conv store's last steps for the n (<= L) outputs at o: plus the residual there (Epi::res), then
+// the activation.
+// Fetch the residual under an MI x NV tile of outputs at o (rows ldo apart) while the tile computes:
+// it comes from L2 or farther, and the store would wait for it.
+template <int MI, int NV> inline void prefetch_res(const Epi& e, const float* o, size_t ldo) {
+  if (!e.res) return;
+  const float* r = e.res + (o - e.out0);
+  for (int i = 0; i < MI; i++)
+    for (int j = 0; j < NV; j++) __builtin_prefetch(r + i * ldo + j * L, 0, 3);
+}
+// The residual under nrows output rows (ldo apart) of npix pixels from o, into L2, for a later tile
+// or task: the epilogue's residual loads, one short run per row, are more streams than the hardware
+// prefetcher follows.
+inline void prefetch_res_rows(const Epi& e, const float* o, size_t ldo, int nrows, int npix) {
+  if (!e.res) return;
+  const float* r = e.res + (o - e.out0);
+  for (int i = 0; i < nrows; i++, r += ldo)
+    for (int l = 0; l < npix; l += 16) __builtin_prefetch(r + l, 0, 2);
+}
+inline F finish(F v, const Epi& e, const float* o, int n) {
+  if (e.res) {
+    const float* r = e.res + (o - e.out0);
+    v = V::add(v, n >= L ? V::fload(r) : V::floadm(r, V::first(n)));
+  }
+  return clampv(v, e);
+}
 
 // ---------------------------------------------------------------- GEMM, int8
 // Quantize `rows` rows of A (stride K) per window into bytes q[r*lda + k] (k < K4*4, padded with 0).
@@ -568,6 +594,7 @@ __attribute__((noinline)) static void q8_conv_tile1(const PackQ8Conv& P, const i
     I iv = V::ibcast(init + ci0 + i);
     for (int j = 0; j < NV; j++) acc[i][j] = iv;
   }
+  prefetch_res<MI, NV>(e, out + (size_t)ci0 * ldo + v0 * L, ldo);
   const int8_t* w = wblk + ci0 * 4;
   const uint8_t* a = panel + v0 * L * 4;
   for (int k4 = 0; k4 < P.K4; k4++, w += kCB * 4, a += kPP * 4) {
@@ -587,8 +614,8 @@ __attribute__((noinline)) static void q8_conv_tile1(const PackQ8Conv& P, const i
       int n = npix - (v0 + j) * L;
       if (n <= 0) break;
       // the same operations, in the same order, as the general tile: acc * (sa * ws) + bias
-      F v = clampv(V::add(V::mul(V::cvt(V::iload(&sums[i][j * L])), V::mul(V::fload(sa + (v0 + j) * L), sw)), b), e);
       float* o = out + (size_t)(ci0 + i) * ldo + (v0 + j) * L;
+      F v = finish(V::add(V::mul(V::cvt(V::iload(&sums[i][j * L])), V::mul(V::fload(sa + (v0 + j) * L), sw)), b), e, o, n);
       if (n >= L) V::fstore(o, v);
       else V::fstorem(o, v, V::first(n));
     }
@@ -602,6 +629,7 @@ __attribute__((noinline)) static void q8_conv_tile(const PackQ8Conv& P, const in
   const int cb4 = (P.cblock + 3) / 4;
   I acc[MI][NV];
   F f[MI][NV];
+  prefetch_res<MI, NV>(e, out + (size_t)ci0 * ldo + v0 * L, ldo);
   for (int cb = 0; cb < P.ncb; cb++) {
     int k40 = cb * cb4, k41 = P.ncb == 1 ? P.K4 : std::min(P.K4, k40 + cb4);
     for (int i = 0; i < MI; i++) {
@@ -632,8 +660,8 @@ __attribute__((noinline)) static void q8_conv_tile(const PackQ8Conv& P, const in
     for (int j = 0; j < NV; j++) {
       int n = npix - (v0 + j) * L;
       if (n <= 0) break;
-      F v = clampv(V::add(f[i][j], b), e);
       float* o = out + (size_t)(ci0 + i) * ldo + (v0 + j) * L;
+      F v = finish(V::add(f[i][j], b), e, o, n);
       if (n >= L) V::fstore(o, v);
       else V::fstorem(o, v, V::first(n));
     }
@@ -644,6 +672,8 @@ __attribute__((noinline)) static void q8_conv_tile(const PackQ8Conv& P, const in
 // points at pixel p0 of output channel 0 of this image, ldo is the channel plane size.
 static void q8_conv_blocks(const PackQ8Conv& P, int g, int blk0, int blk1, const uint8_t* panel, const float* sa,
                            const Epi& e, float* out, size_t ldo, int npix) {
+  // the next panel's (a thread's next task is usually that one)
+  prefetch_res_rows(e, out + ((size_t)g * P.Mg + blk0 * kCB) * ldo + kPP, ldo, std::min(P.Mg, blk1 * kCB) - blk0 * kCB, kPP);
   for (int blk = blk0; blk < blk1; blk++) {
     size_t bi = (size_t)g * P.nblk + blk;
     const int8_t* w = P.w.data() + bi * P.K4 * kCB * 4;
@@ -726,12 +756,13 @@ static void cmax_task(void* vc, int task, int) {
 #include "kern_tap.h"
 
 static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
-  if (P.acttap) { conv_q8_tap(P, G, batch, X, e, out); return; }
   int OHW = G.OH * G.OW;
+  const size_t nout = (size_t)batch * P.M * OHW;
+  if (P.acttap) { with_residual(e, out, nout, [&](const Epi& p) { conv_q8_tap(P, G, batch, X, p, out); }); return; }
   ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1};
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) {
-    dw_conv(&P, true, G, batch, X, e, out);
+    with_residual(e, out, nout, [&](const Epi& p) { dw_conv(&P, true, G, batch, X, p, out); });
     return;
   }
   if (P.tapmajor) {
@@ -761,6 +792,7 @@ __attribute__((noinline)) static void f32_conv_tile(const float* w /*[k][kCB] fr
         acc[i][j] = n >= L ? V::fload(o) : V::floadm(o, V::first(n));
       }
     }
+  if (last) prefetch_res<MI, NV>(e, out + (size_t)ci0 * ldo + v0 * L, ldo);
   const float* a = panel + v0 * L;
   w += ci0;
   for (int k = 0; k < kc; k++, a += kPP, w += kCB) {
@@ -780,8 +812,8 @@ __attribute__((noinline)) static void f32_conv_tile(const float* w /*[k][kCB] fr
       int n = npix - (v0 + j) * L;
       if (n <= 0) break;
       F v = V::fload(&sums[i][j * L]);
-      if (last) v = clampv(V::add(v, b), e);
       float* o = out + (size_t)(ci0 + i) * ldo + (v0 + j) * L;
+      if (last) v = finish(V::add(v, b), e, o, n);
       if (n >= L) V::fstore(o, v);
       else V::fstorem(o, v, V::first(n));
     }
@@ -861,9 +893,15 @@ static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const f
   ConvCtx c{&P, &G, X, &e, out, P.group, (OHW + kPP - 1) / kPP, OHW, P.M, nullptr, 1};
   bool dw = P.Mg == 1 && G.C == P.group;
   if (dw) {
-    dw_conv(&P, false, G, batch, X, e, out);
+    with_residual(e, out, (size_t)batch * P.M * OHW, [&](const Epi& p) { dw_conv(&P, false, G, batch, X, p, out); });
   }
-  else {
+  else if (e.res == out && P.Kg > KC) {
+    // in place over K chunks: the output holds partial sums between chunks, so the residual moves out
+    std::vector<float> r(e.res, e.res + (size_t)batch * P.M * OHW);
+    Epi c2 = e;
+    c2.res = r.data(); c2.out0 = out;
+    conv_f32(P, G, batch, X, c2, out);
+  } else {
     // Up to 4 panels per task while every thread still gets several tasks.
     int tasks = batch * P.group * c.npanel;
     c.ppg = std::max(1, std::min(4, pool_threads() == 1 ? tasks : tasks / (4 * pool_threads())));

@@ -63,7 +63,7 @@ void patch(const ConvGeom& G, const float* x, int Cg, int oy, int ox, float* col
       }
 }
 
-void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+static void conv_q8_store(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   struct Ctx { const PackQ8Conv* P; const ConvGeom* G; const float* X; const Epi* e; float* out; } c{&P, &G, X, &e, out};
   int P_ = G.OH * G.OW;
   parallel_for(batch * P.group * G.OH, [](void* vc, int t, int th) {
@@ -132,7 +132,7 @@ void gemm_f32(const PackF32Gemm& P, const float* A, int M, const Epi& e, float* 
   }, &c);
 }
 
-void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+static void conv_f32_store(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
   struct Ctx { const PackF32Conv* P; const ConvGeom* G; const float* X; const Epi* e; float* out; } c{&P, &G, X, &e, out};
   parallel_for(batch * P.group * G.OH, [](void* vc, int t, int th) {
     auto& c = *(Ctx*)vc; const PackF32Conv& P = *c.P; const ConvGeom& G = *c.G;
@@ -233,6 +233,14 @@ void relu_f32(const float* x, size_t n, float* out) {
 }
 
 }  // namespace
+
+// The residual (Epi::res) as a pass after the store.
+void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+  with_residual(e, out, (size_t)batch * P.M * G.OH * G.OW, [&](const Epi& p) { conv_q8_store(P, G, batch, X, p, out); });
+}
+void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X, const Epi& e, float* out) {
+  with_residual(e, out, (size_t)batch * P.M * G.OH * G.OW, [&](const Epi& p) { conv_f32_store(P, G, batch, X, p, out); });
+}
 
 const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32, nullptr, nullptr, maxpool_f32, binary_f32, softmax_f32,
                              relu_f32, erf_f32, layernorm_f32};

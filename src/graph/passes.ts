@@ -175,6 +175,62 @@ export function fuseActivations(model: Model): void {
   if (removed.size) g.nodes = g.nodes.filter((n) => !removed.has(n));
 }
 
+/**
+ * Fuse a residual join into the conv that feeds it: Add(conv(X), Z), or q8.AddAct (Add then Relu),
+ * where the Add alone reads the conv's output, becomes the conv with Z as one more input (index in
+ * attribute `residual`) and the Add's activation, so backends add Z in the conv's store instead of
+ * another pass over memory. The conv is a plain Conv (it becomes q8.ConvAct without activation) or
+ * a q8.Q8Conv without a fused activation. It moves to the Add's place, where Z is ready; of two
+ * convs the later one is fused (the other's output is ready already). Session-only, like
+ * fuseActivations. Models before opset 7 (Add with legacy broadcast attributes) are left alone.
+ */
+export function fuseResiduals(model: Model): void {
+  const g = model.graph;
+  const opset = opsetOf(model, '');
+  if (opset < 7) return;
+  const consumers = new Map<string, number>();
+  for (const n of g.nodes) for (const i of nodeReads(n)) consumers.set(i, (consumers.get(i) ?? 0) + 1);
+  for (const o of g.outputs) consumers.set(o.name, (consumers.get(o.name) ?? 0) + 1);
+  const producer = new Map<string, Node>();
+  const order = new Map<Node, number>();
+  g.nodes.forEach((n, k) => { order.set(n, k); for (const o of n.outputs) producer.set(o, n); });
+  const fusable = (n: Node | undefined, out: string): n is Node => {
+    if (!n || n.outputs.length !== 1 || consumers.get(out) !== 1) return false;
+    if (n.domain === '' && n.opType === 'Conv') return true;
+    if (n.domain !== 'q8' || n.opType !== 'Q8Conv') return false;
+    const act = n.attrs['activation'];
+    return !act || (act.type === 'string' && act.value === '');
+  };
+  const moved = new Map<Node, Node>();  // Add node → the conv that takes its place
+  for (const sum of g.nodes) {
+    const isAdd = sum.domain === '' && sum.opType === 'Add' && Object.keys(sum.attrs).length === 0;
+    const isAddAct = sum.domain === 'q8' && sum.opType === 'AddAct' && !sum.attrs['broadcast'] && !sum.attrs['axis'];
+    if ((!isAdd && !isAddAct) || sum.inputs.length !== 2 || sum.outputs.length !== 1) continue;
+    const [a, b] = sum.inputs as [string, string];
+    if (!a || !b || a === b) continue;
+    const pa = producer.get(a), pb = producer.get(b);
+    const ca = fusable(pa, a) && !moved.has(pa), cb = fusable(pb, b) && !moved.has(pb);
+    if (!ca && !cb) continue;
+    const useA = ca && (!cb || order.get(pa)! > order.get(pb!)!);
+    const conv = (useA ? pa : pb)!, z = useA ? b : a;
+    const nIn = conv.opType === 'Conv' ? 3 : 4;  // X, W, B / X, Wq, Ws, B
+    if (conv.inputs.length > nIn) continue;
+    const inputs = [...conv.inputs];
+    while (inputs.length < nIn) inputs.push('');
+    inputs.push(z);
+    const attrs: Node['attrs'] = { ...conv.attrs, residual: { type: 'int', value: nIn }, onnx_opset: { type: 'int', value: opset } };
+    if (isAddAct) attrs['activation'] = { type: 'string', value: 'Relu' };
+    if (conv.opType === 'Conv') { conv.opType = 'ConvAct'; conv.domain = 'q8'; attrs['activation'] ??= { type: 'string', value: '' }; }
+    conv.inputs = inputs;
+    conv.attrs = attrs;
+    conv.outputs = [sum.outputs[0]!];
+    moved.set(conv, sum);
+  }
+  if (!moved.size) return;
+  const at = new Map([...moved].map(([conv, sum]) => [sum, conv]));
+  g.nodes = g.nodes.filter((n) => !moved.has(n)).map((n) => at.get(n) ?? n);
+}
+
 /** Constant Clip bounds (attributes before opset 11, inputs after), or null when not constant. */
 function clipBounds(model: Model, n: Node): [number, number] | null {
   if (opsetOf(model, '') < 11) {
@@ -203,6 +259,7 @@ export function optimize(model: Model, opts: { fold?: boolean } = {}): void {
     removeNoOps(model);
     fuseLayerNorms(model);
     fuseActivations(model);
+    fuseResiduals(model);
   }
   removeDeadNodes(model);
 }

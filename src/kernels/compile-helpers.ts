@@ -9,8 +9,10 @@
 import type { Node } from '../graph/ir.js';
 import { Attrs } from '../ops/attrs.js';
 import { slidingGeometry } from '../ops/conv.js';
+import { residualIndex } from '../ops/fused.js';
+import { sameShape } from '../core/shape.js';
 import { getOp, type Kernel, type KernelContext } from '../ops/registry.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import type { CompileArgs, FastKernel } from './registry.js';
 import { q8RecurrentKernels } from '../quant/rnn-int8.js';
 
@@ -19,7 +21,7 @@ const f = Math.fround;
 /** Activation fused into the kernels' store: 0 none, 1 Relu, 2 Clip(lo, hi). */
 export type ActCode = 0 | 1 | 2;
 
-interface Act { code: ActCode; lo: number; hi: number }
+export interface Act { code: ActCode; lo: number; hi: number }
 
 /** The fused activation of a Q8Gemm/Q8Conv node, or null when the kernels do not fuse it. */
 function q8Act(a: Attrs): Act | null {
@@ -150,20 +152,64 @@ function convGeometry(X: Tensor, plan: ConvPlan, ctx: KernelContext): { geo: Int
   return { geo: Int32Array.from(geo), outShape: [B, plan.M, ...g.outDims] };
 }
 
-/** The run-time side of a compiled Conv/Q8Conv: X NCHW (or NCW), bias at input `biasIndex`. */
+/**
+ * The run-time side of a compiled Conv/Q8Conv: X NCHW (or NCW), bias at input `biasIndex`, and a
+ * fused residual (graph/passes.ts fuseResiduals) of the output's shape, handed to `run` as `res`.
+ * A backend whose kernels cannot add `res` in their store compiles `run` with the activation
+ * `post.act` left out and gets `out = act(out + res)` done here after the kernel instead.
+ */
 export function convKernel(
   plan: ConvPlan, biasIndex: number, ref: Kernel,
-  run: (X: Float32Array, geo: Int32Array, bias: Float32Array | null, out: Float32Array) => void,
+  run: (X: Float32Array, geo: Int32Array, bias: Float32Array | null, out: Float32Array, res: Float32Array | null) => void,
+  residual?: { index: number; post?: Act },
 ): Kernel {
+  const zi = residual?.index ?? -1;
   return (inputs, ctx) => {
     const X = inputs[0];
     const bias = biasOf(inputs[biasIndex], plan.M);
     const g = X ? convGeometry(X, plan, ctx) : null;
     if (!g || bias === undefined) return ref(inputs, ctx);
-    const Y = ctx.allocOutput('float32', g.outShape);
-    if (Y.size) run(X!.data as Float32Array, g.geo, bias, Y.data as Float32Array);
+    let res: Float32Array | null = null;
+    if (zi >= 0) {
+      const Z = inputs[zi];
+      if (!Z || Z.dtype !== 'float32' || !sameShape(Z.shape, g.outShape)) return ref(inputs, ctx);
+      res = Z.data as Float32Array;
+    }
+    // A residual that dies here takes the output in place when the kernel adds it in its store:
+    // each element is read just before it is overwritten, and no other memory is touched.
+    const Z = inputs[zi];
+    const Y = res && !residual?.post && ctx.consumable?.(Z!) ? new Tensor('float32', g.outShape, res) : ctx.allocOutput('float32', g.outShape);
+    const y = Y.data as Float32Array;
+    if (!Y.size) return [Y];
+    if (residual?.post && res) {
+      run(X!.data as Float32Array, g.geo, bias, y, null);
+      addResidual(y, res, residual.post);
+    } else {
+      run(X!.data as Float32Array, g.geo, bias, y, res);
+    }
     return [Y];
   };
+}
+
+/**
+ * A conv node's fused residual (attribute `residual`) for a backend: the activation its kernel
+ * applies, and convKernel's `residual` argument. `inStore`: the kernel adds `res` in its store
+ * (then it applies the activation too); otherwise the kernel runs without activation and
+ * convKernel adds the residual and applies `act` after it.
+ */
+export function convResidual(node: Node, act: Act, inStore: boolean): { act: Act; residual?: { index: number; post?: Act } } {
+  const index = residualIndex(new Attrs(node.attrs));
+  if (index < 0) return { act };
+  return inStore ? { act, residual: { index } } : { act: { code: 0, lo: 0, hi: 0 }, residual: { index, post: act } };
+}
+
+/** out[i] = act(out[i] + res[i]): the residual join after a kernel that did not fuse it. */
+function addResidual(out: Float32Array, res: Float32Array, act: Act): void {
+  const lo = act.code === 0 ? -Infinity : act.code === 1 ? 0 : act.lo, hi = act.code === 2 ? act.hi : Infinity;
+  for (let i = 0; i < out.length; i++) {
+    const v = f(out[i]! + res[i]!);
+    out[i] = v < lo ? lo : v > hi ? hi : v;
+  }
 }
 
 /** out[..., N] = A[..., K]·Wᵀ(+bias) for a packed [N, K] weight; A's leading dims are kept. */

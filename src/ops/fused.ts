@@ -6,12 +6,16 @@
  * `AddAct` {activation: 'Relu'} is ONNX Add followed by Relu (a residual block's join), so the
  * backends add and clamp in one pass over memory; its reference is ONNX Add then the activation.
  * `LayerNorm` is the nine-op last-axis LayerNorm chain of PyTorch exports (graph/passes.ts fuseLayerNorms).
+ * A ConvAct or q8.Q8Conv with attribute `residual` = i (graph/passes.ts fuseResiduals) also reads a
+ * residual Z at input i: Y = activation(conv(X) + Z), the Conv, Add and activation of a residual
+ * block's join; its reference runs exactly those three steps (see withResidual).
  */
 import { Q8Error } from '../core/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { Attrs } from './attrs.js';
 import { ops as convOps } from './conv.js';
 import { ops as elementwiseOps } from './elementwise.js';
-import type { KernelContext, OpSchema } from './registry.js';
+import type { Kernel, KernelContext, OpSchema } from './registry.js';
 
 const conv = convOps.find((o) => o.opType === 'Conv')!;
 const add = elementwiseOps.find((o) => o.opType === 'Add' && !o.domain)!;
@@ -35,6 +39,33 @@ export function applyActivation(t: Tensor, ctx: KernelContext): Tensor {
 /** The context the fused op's ONNX parts run under: the model's default-domain opset, not q8's. */
 function onnxContext(ctx: KernelContext): KernelContext {
   return { ...ctx, opset: ctx.attrs.int('onnx_opset', 21) };
+}
+
+/** The input index of a conv node's fused residual (attribute `residual`), or -1 when it has none. */
+export function residualIndex(attrs: Attrs): number {
+  const i = attrs.int('residual', 0);
+  if (!Number.isInteger(i) || i < 0) throw new Q8Error(`residual should be an input index, got ${i}`);
+  return i || -1;
+}
+
+/**
+ * A conv kernel with the residual join: without a `residual` attribute, `run` itself. With one,
+ * `run` on the inputs before the residual with neither residual nor activation, then ONNX Add
+ * (broadcasting, under onnx_opset) of the residual, then the activation.
+ */
+export function withResidual(run: Kernel): Kernel {
+  return (inputs, ctx) => {
+    const zi = residualIndex(ctx.attrs);
+    if (zi < 0) return run(inputs, ctx);
+    const Z = inputs[zi];
+    if (!Z) throw new Q8Error(`the fused residual (input ${zi}) has no value`);
+    const attrs = { ...ctx.node.attrs };
+    delete attrs['residual'];
+    delete attrs['activation'];
+    const [y] = run(inputs.slice(0, zi), { ...ctx, attrs: new Attrs(attrs) });
+    const [sum] = add.run([y, Z], onnxContext(ctx));
+    return [applyActivation(sum!, ctx)];
+  };
 }
 
 /**
@@ -71,10 +102,10 @@ export const ops: OpSchema[] = [
   {
     opType: 'ConvAct',
     domain: 'q8',
-    run: (inputs, ctx) => {
+    run: withResidual((inputs, ctx) => {
       const [y] = conv.run(inputs, onnxContext(ctx));
       return [applyActivation(y!, ctx)];
-    },
+    }),
   },
   {
     opType: 'AddAct',

@@ -24,6 +24,11 @@ export interface KernelContext {
    * its contents are unspecified (clearing a 12 MB conv output costs a pass over memory per run).
    */
   allocOutput(dtype: DType, shape: Shape): Tensor;
+  /**
+   * Whether the kernel may write its output over this input's storage: the value dies at this node,
+   * no other input or live value shares the storage, and the runtime owns it. Absent: never.
+   */
+  consumable?(t: Tensor): boolean;
 }
 
 export type Kernel = (inputs: readonly (Tensor | undefined)[], ctx: KernelContext) => Tensor[];

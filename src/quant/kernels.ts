@@ -13,6 +13,7 @@ import { shapeStr, sizeOf } from '../core/shape.js';
 import { gemmF32Ref } from '../kernels/ref/gemm.js';
 import { im2rowRef, type Conv2DGeom } from '../kernels/ref/im2col.js';
 import { slidingGeometry } from '../ops/conv.js';
+import { withResidual } from '../ops/fused.js';
 import type { Attrs } from '../ops/attrs.js';
 import type { KernelContext, OpSchema } from '../ops/registry.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -296,5 +297,6 @@ export function tapMajorWeights(Wq: Tensor, M: number, Cg: number, khw: number):
 
 export const Q8_OPS: OpSchema[] = [
   { opType: 'Q8Gemm', domain: 'q8', run: runQ8Gemm },
-  { opType: 'Q8Conv', domain: 'q8', run: runQ8Conv },
+  // Q8Conv may carry a fused residual join (graph/passes.ts fuseResiduals).
+  { opType: 'Q8Conv', domain: 'q8', run: withResidual(runQ8Conv) },
 ];

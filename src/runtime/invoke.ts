@@ -18,7 +18,7 @@ export interface Allocator {
 
 export const plainAllocator: Allocator = { alloc: (dtype, shape) => Tensor.zeros(dtype, shape) };
 
-export function makeContext(node: Node, opset: number, allocator: Allocator = plainAllocator): KernelContext {
+export function makeContext(node: Node, opset: number, allocator: Allocator = plainAllocator): { -readonly [K in keyof KernelContext]: KernelContext[K] } {
   return {
     node, attrs: new Attrs(node.attrs), opset,
     alloc: (d, s) => allocator.alloc(d, s),

@@ -60,6 +60,12 @@ export class BufferPool implements Allocator {
     if (b && this.owned.has(b)) this.refs.set(b, (this.refs.get(b) ?? 0) + 1);
   }
 
+  /** Whether this tensor's storage is the pool's and only one value refers to it. */
+  exclusive(t: Tensor): boolean {
+    const b = bufferOf(t);
+    return !!b && this.owned.has(b) && this.refs.get(b) === 1;
+  }
+
   /** A value that referred to this tensor's storage is dead. */
   release(t: Tensor): void {
     const b = bufferOf(t);

@@ -46,6 +46,8 @@ interface Step {
   outputs: number[];
   /** Slots whose last use is this step. */
   frees: number[];
+  /** Input positions whose value dies at this step and is read at no other position of it. */
+  dying: number[];
 }
 
 export type Feeds = Record<string, Tensor>;
@@ -101,7 +103,7 @@ export class Session {
           branches: { then: sub(thenG.value), else: sub(elseG.value), refs },
           inputs: [...node.inputs.map((i) => (i ? slot(i) : -1)), ...refs.map(slot)],
           outputs: node.outputs.map((o) => (o ? slot(o) : -1)),
-          frees: [],
+          frees: [], dying: [],
         };
       }
       for (const fk of backend?.kernels ?? []) {
@@ -117,7 +119,7 @@ export class Session {
         node, schema, run, fast, opset,
         inputs: node.inputs.map((i) => (i ? slot(i) : -1)),
         outputs: node.outputs.map((o) => (o ? slot(o) : -1)),
-        frees: [],
+        frees: [], dying: [],
       };
     });
     for (const o of g.outputs) slot(o.name);
@@ -135,6 +137,11 @@ export class Session {
     for (const [slotId, k] of last) {
       if (keep.has(slotId) || this.constants[slotId]) continue;
       this.steps[k]!.frees.push(slotId);
+    }
+    for (const step of this.steps) {
+      step.inputs.forEach((s, k) => {
+        if (s >= 0 && step.frees.includes(s) && step.inputs.indexOf(s) === step.inputs.lastIndexOf(s)) step.dying.push(k);
+      });
     }
   }
 
@@ -182,7 +189,9 @@ export class Session {
       }
       let outs: Tensor[];
       try {
-        outs = step.branches ? runIf(step, ins) : invokeKernel(step.schema, step.run, ins, makeContext(step.node, step.opset, pool));
+        const ctx = makeContext(step.node, step.opset, pool);
+        if (step.dying.length) ctx.consumable = (t) => step.dying.some((k) => ins[k] === t) && pool.exclusive(t);
+        outs = step.branches ? runIf(step, ins) : invokeKernel(step.schema, step.run, ins, ctx);
       } catch (e) {
         throw toQ8Error(e, { file: this.source, node: step.node.name, opType: step.node.opType });
       }

@@ -10,6 +10,9 @@ import { getOp } from '../../src/ops/registry.js';
 import { makeContext } from '../../src/runtime/invoke.js';
 import { Session } from '../../src/runtime/session.js';
 import { Tensor } from '../../src/tensor/tensor.js';
+import { quantize } from '../../src/quant/quantize.js';
+import { rng } from '../rng.js';
+import { floats } from '../kernels/kernel-test-util.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -53,6 +56,8 @@ test('a Conv whose output is also read elsewhere, or is a graph output, is not f
 test('fashion-resnet: every Add read only by a Relu becomes q8.AddAct; outputs match the unfused graph', () => {
   const m = loadOnnxFile(path.join(root, 'models/fashion-resnet.onnx'));
   const producer = new Map(m.graph.nodes.map((n) => [n.outputs[0]!, n]));
+  // The sums' inputs are also graph outputs here, so no conv takes the join over (fuseResiduals).
+  for (const n of m.graph.nodes) if (n.opType === 'Add') for (const i of n.inputs) m.graph.outputs.push({ name: i });
   const pairs = m.graph.nodes.filter((n) => n.opType === 'Relu' && producer.get(n.inputs[0]!)?.opType === 'Add').length;
   assert.ok(pairs > 0, 'the model has Add→Relu');
   const adds = m.graph.nodes.filter((n) => n.opType === 'Add').length;
@@ -68,6 +73,63 @@ test('fashion-resnet: every Add read only by a Relu becomes q8.AddAct; outputs m
     const a = fused.runSync({ input: x })['logits']!.data as Float32Array;
     const b = plain.runSync({ input: x })['logits']!.data as Float32Array;
     for (let i = 0; i < b.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 1e-4 * (1 + Math.abs(b[i]!)), `${backend} logit ${i}: ${a[i]} vs ${b[i]}`);
+  }
+});
+
+test('fashion-resnet: each residual join (Add, + Relu) is taken over by the conv that alone feeds it; fp32 and int8 outputs match the unfused graph', () => {
+  const m = loadOnnxFile(path.join(root, 'models/fashion-resnet.onnx'));
+  const joins = m.graph.nodes.filter((n) => n.opType === 'Add').length;
+  assert.equal(joins, 3, 'the model has three residual joins');
+  const q = quantize(m);
+  const x = images(3);
+  for (const [what, model, conv, tol] of [['fp32', m, 'ConvAct', 1e-4], ['int8', q, 'Q8Conv', 1e-5]] as const) {
+    // The unfused graph on the reference kernels (optimize: false skips every session-time fusion).
+    const want = Session.create(cloneModel(model), { backend: 'ref', optimize: false }).runSync({ input: x })['logits']!.data as Float32Array;
+    for (const backend of ['ref', 'native', 'wasm'] as const) {
+      const s = Session.create(cloneModel(model), { backend });
+      const nodes = s.model.graph.nodes;
+      const fused = nodes.filter((n) => n.opType === conv && n.attrs['residual']);
+      assert.equal(fused.length, joins, `${what} ${backend}: every join fused`);
+      assert.ok(fused.every((n) => n.attrs['activation']?.type === 'string' && n.attrs['activation'].value === 'Relu'));
+      assert.ok(!nodes.some((n) => n.opType === 'Add' || n.opType === 'AddAct'), `${what} ${backend}: no Add left`);
+      // The one join of two convs fuses the later one: the other conv stays before it, unfused.
+      const k = nodes.findIndex((n) => n === fused[1]);
+      assert.ok(k > 0 && /^(Conv|Q8Conv)$/.test(nodes[k - 1]!.opType) && !nodes[k - 1]!.attrs['residual'], `${what} ${backend}: conv before the two-conv join`);
+      for (let run = 0; run < 2; run++) {  // the second run reuses pool buffers (in-place joins)
+        const got = s.runSync({ input: x })['logits']!.data as Float32Array;
+        for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= tol * (1 + Math.abs(want[i]!)), `${what} ${backend} run ${run} logit ${i}: ${got[i]} vs ${want[i]}`);
+      }
+    }
+  }
+});
+
+test('a residual join whose conv output is read elsewhere stays; a residual read after the join is left intact', () => {
+  const r = rng(31);
+  const g = emptyGraph('t');
+  const C = 6, H = 9;
+  g.inputs.push({ name: 'x', dtype: 'float32', shape: [1, C, H, H] });
+  const w = (n: string) => g.initializers.set(n, Tensor.from('float32', [C, C, 3, 3], floats(r, C * C * 9)));
+  w('w1'); w('w2'); w('w3');
+  const conv = (name: string, x: string, wt: string, y: string) => ({ name, opType: 'Conv', domain: '', inputs: [x, wt], outputs: [y], attrs: { pads: { type: 'ints' as const, value: [1, 1, 1, 1] } } });
+  g.nodes.push(
+    conv('c1', 'x', 'w1', 'y1'),
+    conv('c2', 'y1', 'w2', 'y2'),
+    { name: 'add', opType: 'Add', domain: '', inputs: ['y2', 'y1'], outputs: ['s'], attrs: {} },  // y1 is read again below
+    conv('c3', 's', 'w3', 'y3'),
+    { name: 'mul', opType: 'Mul', domain: '', inputs: ['y3', 'y1'], outputs: ['m'], attrs: {} },
+    { name: 'add2', opType: 'Add', domain: '', inputs: ['m', 'y3'], outputs: ['out'], attrs: {} },  // y3 has two readers
+  );
+  g.outputs.push({ name: 'out' });
+  const model: Model = { graph: g, opsets: new Map([['', 13]]), irVersion: 8, producerName: 't', producerVersion: '1', metadata: new Map(), source: 'test' };
+  const X = Tensor.from('float32', [1, C, H, H], floats(r, C * H * H));
+  const want = Session.create(cloneModel(model), { backend: 'ref', optimize: false }).runSync({ x: X })['out']!.data as Float32Array;
+  for (const backend of ['ref', 'native', 'wasm'] as const) {
+    const s = Session.create(cloneModel(model), { backend });
+    assert.deepEqual(s.model.graph.nodes.map((n) => `${n.opType}${n.attrs['residual'] ? '+res' : ''}`), ['Conv', 'ConvAct+res', 'Conv', 'Mul', 'Add'], backend);
+    for (let run = 0; run < 2; run++) {
+      const got = s.runSync({ x: X })['out']!.data as Float32Array;
+      for (let i = 0; i < want.length; i++) assert.ok(Math.abs(got[i]! - want[i]!) <= 1e-4 * (1 + Math.abs(want[i]!)), `${backend} run ${run} element ${i}: ${got[i]} vs ${want[i]}`);
+    }
   }
 });
 

@@ -197,3 +197,62 @@ export function checkGemmAndMatMul(both: Both, r: () => number, shapes: readonly
     close(got, want, 1e-4, `${label}MatMul ${JSON.stringify(shapeA)} x [${K},${N}]`, 1e-5);
   }
 }
+
+/**
+ * Conv (as q8.ConvAct) and Q8Conv with a fused residual join, Y = act(conv(X) + Z), compiled on
+ * `backend` for every case: apart from Z (Z must come out unchanged) and in place over Z (the
+ * context lets the kernel consume Z), both against the reference and bit for bit against each
+ * other. `inPlace`: whether the backend writes over a consumable Z.
+ */
+export function checkResidualConvs(backend: Backend, r: () => number, cases: readonly ConvCase[], inPlace: boolean, label = ''): void {
+  const run = (n: Node, inputs: (Tensor | undefined)[], consts: boolean[], what: string, tol: number) => {
+    const fk = backend.kernels.find((k) => k.opType === n.opType && (k.domain ?? '') === n.domain)!;
+    const compile = (m: Node) => fk.compile({ node: m, consts: inputs.map((t, i) => (consts[i] ? t : undefined)), opset: 13, threads: 0 });
+    const k = compile(n);
+    if (!k) {
+      // only where the backend declines the same conv without the join
+      const { residual: _, ...plain } = n.attrs;
+      assert.equal(compile({ ...n, inputs: n.inputs.slice(0, -1), attrs: plain }), null, `${backend.name} declined ${what}`);
+      return;
+    }
+    const Z = inputs[inputs.length - 1]!;
+    const z0 = (Z.data as Float32Array).slice();
+    const apart = k(inputs, poisonedContext(n, 13))[0]!;
+    assert.deepEqual(Z.data, z0, `${what}: the residual is left as it was`);
+    const want = refSchema(n.opType, n.domain).run(inputs, makeContext(n, 13))[0]!;
+    // The conv's rounding error scales with the conv's own output y (as in the plain conv tests),
+    // which the join and the activation can cancel or clip away.
+    const { residual: _r, activation: _a, clip_min: _l, clip_max: _h, ...convAttrs } = n.attrs;
+    const plain = { ...n, inputs: n.inputs.slice(0, -1), attrs: convAttrs };
+    const y = refSchema(n.opType, n.domain).run(inputs.slice(0, -1), makeContext(plain, 13))[0]!.data as Float32Array;
+    let ymax = 0;
+    for (const v of y) ymax = Math.max(ymax, Math.abs(v));
+    const g = apart.data as Float32Array, w = want.data as Float32Array;
+    assert.deepEqual(apart.shape, want.shape, `${what}: shape`);
+    for (let i = 0; i < w.length; i++) {
+      const t = tol * (Math.abs(y[i]!) + Math.abs(z0[i]!)) + 0.1 * tol * ymax + 1e-30;
+      if (!(Math.abs(g[i]! - w[i]!) <= t)) assert.fail(`${what}: element ${i} is ${g[i]}, reference ${w[i]} (tol ${t})`);
+    }
+    const Zc = Tensor.from('float32', Z.shape, z0);
+    const ctx = poisonedContext(n, 13);
+    ctx.consumable = (t) => t === Zc;
+    const inplace = k([...inputs.slice(0, -1), Zc], ctx)[0]!;
+    assert.equal(inplace.data === Zc.data, inPlace, `${what}: output ${inPlace ? '' : 'not '}in the residual's memory`);
+    assert.deepEqual(inplace.data, apart.data, `${what}: in place = apart`);
+  };
+  cases.forEach((c, ci) => {
+    const act = ACTS[ci % 3]!;
+    const { X, W, bias, attrs } = convTensors(c, r, false, 0);
+    const shape = refSchema('Conv', '').run([X, W, bias], makeContext(node('Conv', '', ['x', 'w', bias ? 'b' : ''], attrs), 13))[0]!.shape;
+    const Z = Tensor.from('float32', shape, floats(r, shape.reduce((a, b) => a * b, 1)));
+    const nf = node('ConvAct', 'q8', ['x', 'w', bias ? 'b' : '', 'z'], { ...attrs, ...act, activation: act.activation ?? '', residual: 3 });
+    run(nf, [X, W, bias, Z], [false, true, true, false], `${label}ConvAct+residual case ${ci} ${JSON.stringify(act)}`, 1e-4);
+    if (c.C > 1000) return;  // the fp32 K-chunk case
+    for (const [wb, ab, tap] of [[0, 0, false], [32, 0, false], [0, 8, false], [0, 0, true]] as const) {
+      if (tap && c.group !== 1) continue;
+      const q = convTensors(c, r, true, wb);
+      const nq = node('Q8Conv', 'q8', ['x', 'w', 's', q.bias ? 'b' : '', 'z'], { ...q.attrs, weight_block: wb, act_block: ab, ...(tap ? { act_tap: 1 } : {}), ...act, residual: 4 });
+      run(nq, [q.X, q.W, q.Ws, q.bias, Z], [false, true, true, true, false], `${label}Q8Conv+residual case ${ci} wb=${wb} ab=${ab}${tap ? ' tap' : ''} ${JSON.stringify(act)}`, 1e-5);
+    }
+  });
+}

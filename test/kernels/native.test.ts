@@ -13,7 +13,7 @@ import { getOp } from '../../src/ops/registry.js';
 import { makeContext } from '../../src/runtime/invoke.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import {
-  checkConvF32, checkGemmAndMatMul, close, CONV_CASES, convTensors, floats, int8s, node, poisonedContext, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
+  checkConvF32, checkGemmAndMatMul, checkResidualConvs, close, CONV_CASES, convTensors, floats, int8s, node, poisonedContext, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
 } from './kernel-test-util.js';
 
 test('native addon loads, reports its ISA and is registered as a backend', { skip }, () => {
@@ -88,6 +88,13 @@ test('Conv float32: native vs reference', { skip }, () => {
     const { got, want } = both(node('Conv', '', ['x', 'w', bias ? 'b' : ''], attrs), [X, W, bias], [false, true, true]);
     close(got, want, 1e-4, `${isa} Conv K=630`, 1e-5);
   });
+});
+
+test('Conv and Q8Conv with a fused residual join: native vs reference, apart from and in place over the residual, every conv path', { skip }, () => {
+  const r = rng(14);
+  // + 3x3 convs on 7x7 maps (the pixel-row GEMM path in fp32 and int8)
+  const cases: ConvCase[] = [...CONV_CASES, { B: 2, C: 40, H: 7, W: 7, M: 24, group: 1, k: [3, 3], pads: [1, 1, 1, 1] }];
+  forEachIsa((isa) => checkResidualConvs(nativeBackend, r, cases, true, `${isa} `));
 });
 
 test('Gemm and MatMul float32: native vs reference (transA/transB/alpha/beta folding, batched A)', { skip }, () => {

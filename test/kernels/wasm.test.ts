@@ -9,7 +9,7 @@ import { wasmBackend, wasmKernels, wasmLoadError } from '../../src/kernels/wasm/
 import { getBackend } from '../../src/kernels/registry.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import {
-  againstReference, checkConvF32, checkGemmAndMatMul, close, CONV_CASES, floats, int8s, node, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
+  againstReference, checkConvF32, checkGemmAndMatMul, checkResidualConvs, close, CONV_CASES, floats, int8s, node, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
 } from './kernel-test-util.js';
 
 const kernels = wasmKernels();
@@ -67,6 +67,10 @@ test('Q8Conv: wasm vs reference (groups, depthwise, strides, dilations, pads, 1-
       identical(got, want, q.what);
     }
   });
+});
+
+test('Conv and Q8Conv with a fused residual join: wasm (the join after the kernel) vs reference', { skip }, () => {
+  checkResidualConvs(wasmBackend, rng(15), WASM_CONV_CASES, false);
 });
 
 test('Q8Conv with one activation window per tap: wasm vs reference (even C; odd C declined)', { skip }, () => {

@@ -13,7 +13,7 @@
  */
 import { createRequire } from 'node:module';
 import {
-  biasOf, convF32Plan, dynamicMatMulKernel, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, maxPoolGeometry, q8ConvPlan, q8GemmPlan, reference,
+  biasOf, convF32Plan, convResidual, dynamicMatMulKernel, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, maxPoolGeometry, q8ConvPlan, q8GemmPlan, reference,
   rowsKernel, windowsNest, type ActCode,
 } from '../compile-helpers.js';
 import { findPackageFile } from '../package-file.js';
@@ -35,7 +35,8 @@ type BinaryOp = (typeof BINARY_OPS)[keyof typeof BINARY_OPS];
 
 export interface NativeAddon {
   /** packedBytes: packed weights alive in the addon (also reported to V8 as external memory). */
-  info(): { isa: NativeIsa; best: NativeIsa; compiler: string; threads: number; packedBytes: number };
+  /** residual: convF32/convQ8 add a residual in their store (absent in older builds). */
+  info(): { isa: NativeIsa; best: NativeIsa; compiler: string; threads: number; packedBytes: number; residual?: boolean };
   setThreads(n: number): void;
   /** Use a lower ISA than the best one (capped at what the CPU has); returns the ISA now in use. */
   setIsa(isa: NativeIsa): NativeIsa;
@@ -52,10 +53,11 @@ export interface NativeAddon {
   /** khw = kh*kw (optional) lets the addon reorder K tap-major when one window spans the patch. */
   packConvI8(Wq: Int8Array, Wscale: Float32Array, M: number, Kg: number, group: number, weightBlock: number, actBlock: number, khw?: number, actTap?: number): Packed;
   /** geometry: [batch, C, H, W, kh, kw, sh, sw, dh, dw, padTop, padLeft, OH, OW]; X, out NCHW. */
+  /** residual (optional, out's shape, not overlapping it): out = act(conv + bias + residual). */
   convF32(X: Float32Array, geometry: Int32Array, packed: Packed, bias: Float32Array | null,
-    act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
+    act: ActCode, clipMin: number, clipMax: number, out: Float32Array, residual?: Float32Array | null): void;
   convQ8(X: Float32Array, geometry: Int32Array, packed: Packed, bias: Float32Array | null,
-    act: ActCode, clipMin: number, clipMax: number, out: Float32Array): void;
+    act: ActCode, clipMin: number, clipMax: number, out: Float32Array, residual?: Float32Array | null): void;
   /**
    * Benchmark only (bench/gemm.ts): one phase of convQ8's panel kernel, 1 = pack (channel max,
    * im2col, quantization), 2 = GEMM on stale panels (out is garbage). Absent in older builds.
@@ -106,28 +108,33 @@ export function nativeAddon(): NativeAddon | null {
 /** Windows the addon handles: 0 or a multiple of 4, and the two nest. */
 const windowsOk = (wb: number, ab: number) => windowsNest(wb, ab, 4);
 
+/** Whether convF32/convQ8 take a residual (argument 8): an addon built before that ignores it. */
+const residualInStore = () => addon!.info().residual === true;
+
 function compileConv(args: CompileArgs): Kernel | null {
   const n = addon!;
   const c = convF32Plan(args);
-  const act = fusedAct(args.node);
-  if (!c || !act) return null;
+  const fused = fusedAct(args.node);
+  if (!c || !fused) return null;
   const { plan } = c;
+  const { act, residual } = convResidual(args.node, fused, residualInStore());
   const packed = n.packConvF32(c.W, plan.M, c.Kg, plan.group, plan.kDims.reduce((x, y) => x * y, 1));
   return convKernel(plan, 2, reference(args.node),
-    (X, geo, bias, out) => n.convF32(X, geo, packed, bias, act.code, act.lo, act.hi, out));
+    (X, geo, bias, out, res) => n.convF32(X, geo, packed, bias, act.code, act.lo, act.hi, out, res), residual);
 }
 
 function compileQ8Conv(args: CompileArgs): Kernel | null {
   const n = addon!;
   const q = q8ConvPlan(args, windowsOk);
   if (!q) return null;
-  const { plan, wb, ab, act, tap } = q;
+  const { plan, wb, ab, tap } = q;
   // Tap windows run natively for ungrouped convs (the reference runs the rest).
   if (tap && plan.group !== 1) return null;
+  const { act, residual } = convResidual(args.node, q.act, residualInStore());
   const khw = plan.kDims.reduce((x, y) => x * y, 1);
   const packed = n.packConvI8(q.Wq, q.Ws, plan.M, q.Kg, plan.group, wb, ab, khw, tap ? 1 : 0);
   return convKernel(plan, 3, reference(args.node),
-    (X, geo, bias, out) => n.convQ8(X, geo, packed, bias, act.code, act.lo, act.hi, out));
+    (X, geo, bias, out, res) => n.convQ8(X, geo, packed, bias, act.code, act.lo, act.hi, out, res), residual);
 }
 
 function compileQ8Gemm(args: CompileArgs): Kernel | null {

@@ -13,7 +13,7 @@
 import { Q8Error } from '../../core/errors.js';
 import type { Kernel } from '../../ops/registry.js';
 import {
-  biasOf, convF32Plan, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, q8ConvPlan, q8GemmPlan, reference, rowsKernel,
+  biasOf, convF32Plan, convResidual, fusedAct, convKernel, fastKernels, gemmKernel, gemmPlan, matMulPlan, q8ConvPlan, q8GemmPlan, reference, rowsKernel,
   windowsNest, type ActCode,
 } from '../compile-helpers.js';
 import { registerBackend, type Backend, type CompileArgs, type FastKernel } from '../registry.js';
@@ -211,19 +211,22 @@ function owning(k: WasmKernels, p: WasmPacked, kernel: Kernel): Kernel {
 function compileConv(args: CompileArgs): Kernel | null {
   const w = kernels!;
   const c = convF32Plan(args);
-  const act = fusedAct(args.node);
-  if (!c || !act) return null;
+  const fused = fusedAct(args.node);
+  if (!c || !fused) return null;
   const { plan } = c;
+  // The wasm kernels' store has no residual: convKernel adds it after them.
+  const { act, residual } = convResidual(args.node, fused, false);
   const packed = w.packConvF32(c.W, plan.M, c.Kg, plan.group);
   return owning(w, packed, convKernel(plan, 2, reference(args.node),
-    (X, geo, bias, out) => w.convF32(X, geo, packed, bias, act.code, act.lo, act.hi, out)));
+    (X, geo, bias, out) => w.convF32(X, geo, packed, bias, act.code, act.lo, act.hi, out), residual));
 }
 
 function compileQ8Conv(args: CompileArgs): Kernel | null {
   const w = kernels!;
   const q = q8ConvPlan(args, windowsOk);
   if (!q) return null;
-  const { plan, wb, ab, act, tap } = q;
+  const { plan, wb, ab, tap } = q;
+  const { act, residual } = convResidual(args.node, q.act, false);
   // Tap windows (ungrouped, an even number of channels: the kernel pairs K values): weights
   // tap-major, and a negative act_block tells the kernel to lay im2col out the same way.
   if (tap && (plan.group !== 1 || plan.Cg % 2 !== 0)) return null;
@@ -232,7 +235,7 @@ function compileQ8Conv(args: CompileArgs): Kernel | null {
   const packed = w.packConvI8(Wq, q.Ws, plan.M, q.Kg, plan.group, wb);
   const kab = tap ? -plan.Cg : ab;
   return owning(w, packed, convKernel(plan, 3, reference(args.node),
-    (X, geo, bias, out) => w.convQ8(X, geo, packed, kab, bias, act.code, act.lo, act.hi, out)));
+    (X, geo, bias, out) => w.convQ8(X, geo, packed, kab, bias, act.code, act.lo, act.hi, out), residual));
 }
 
 function compileQ8Gemm(args: CompileArgs): Kernel | null {
