@@ -164,10 +164,18 @@ export function convKernel(
   residual?: { index: number; post?: Act },
 ): Kernel {
   const zi = residual?.index ?? -1;
+  // The geometry of the last input shape (a session sees the same shape run after run).
+  let lastShape: readonly number[] | null = null;
+  let lastGeo: ReturnType<typeof convGeometry> = null;
   return (inputs, ctx) => {
     const X = inputs[0];
     const bias = biasOf(inputs[biasIndex], plan.M);
-    const g = X ? convGeometry(X, plan, ctx) : null;
+    let g: ReturnType<typeof convGeometry> = null;
+    if (X && X.dtype === 'float32' && lastShape && sameShape(X.shape, lastShape)) g = lastGeo;
+    else if (X) {
+      g = convGeometry(X, plan, ctx);
+      if (X.dtype === 'float32') { lastShape = X.shape; lastGeo = g; }
+    }
     if (!g || bias === undefined) return ref(inputs, ctx);
     let res: Float32Array | null = null;
     if (zi >= 0) {

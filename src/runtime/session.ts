@@ -14,7 +14,7 @@ import { getBackend, resolveBackend, type BackendChoice, type BackendName } from
 import '../ops/index.js';
 import '../kernels/native/index.js';
 import '../kernels/wasm/index.js';
-import { getOp, type Kernel, type OpSchema } from '../ops/registry.js';
+import { getOp, type Kernel, type KernelContext, type OpSchema } from '../ops/registry.js';
 import { Tensor } from '../tensor/tensor.js';
 import { invokeKernel, makeContext } from './invoke.js';
 import { branchModel, outerReferences } from './control-flow.js';
@@ -48,6 +48,9 @@ interface Step {
   frees: number[];
   /** Input positions whose value dies at this step and is read at no other position of it. */
   dying: number[];
+  /** The kernel context, made once (its Attrs parse nothing until read); `ins` is this run's inputs. */
+  ctx?: KernelContext;
+  ins?: (Tensor | undefined)[];
 }
 
 export type Feeds = Record<string, Tensor>;
@@ -189,9 +192,9 @@ export class Session {
       }
       let outs: Tensor[];
       try {
-        const ctx = makeContext(step.node, step.opset, pool);
-        if (step.dying.length) ctx.consumable = (t) => step.dying.some((k) => ins[k] === t) && pool.exclusive(t);
-        outs = step.branches ? runIf(step, ins) : invokeKernel(step.schema, step.run, ins, ctx);
+        step.ins = ins;
+        outs = step.branches ? runIf(step, ins) : invokeKernel(step.schema, step.run, ins, step.ctx ??= this.contextOf(step));
+        step.ins = undefined;
       } catch (e) {
         throw toQ8Error(e, { file: this.source, node: step.node.name, opType: step.node.opType });
       }
@@ -217,6 +220,13 @@ export class Session {
       result[n] = pool.disown(t);
     }
     return result;
+  }
+
+  private contextOf(step: Step): KernelContext {
+    const pool = this.pool;
+    const ctx = makeContext(step.node, step.opset, pool);
+    if (step.dying.length) ctx.consumable = (t) => step.dying.some((k) => step.ins![k] === t) && pool.exclusive(t);
+    return ctx;
   }
 
   /** Run and resolve with the outputs (see also the worker-backed runner in src/runtime/worker.ts). */
