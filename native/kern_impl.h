@@ -66,7 +66,10 @@ static void run_tasks(int n, TaskFn fn, void* ctx, double macs) {
   }
 }
 
-inline F clampv(F v, const Epi& e) { return V::min(V::max(v, V::fset(e.lo)), V::fset(e.hi)); }
+// The activation's clamp. x86 max/min return the second operand when either is NaN (and for
+// +0 vs -0), so v goes second: NaN stays NaN and -0 stays -0, as in ONNX Relu/Clip and the
+// reference kernels (with v first, a NaN conv output came out as the lower bound: 0 or -Inf).
+inline F clampv(F v, const Epi& e) { return V::min(V::fset(e.hi), V::max(V::fset(e.lo), v)); }
 // A conv store's last steps for the n (<= L) outputs at o: plus the residual there (Epi::res), then
 // the activation.
 // Fetch the residual under an MI x NV tile of outputs at o (rows ldo apart) while the tile computes:

@@ -13,7 +13,7 @@ import { getOp } from '../../src/ops/registry.js';
 import { makeContext } from '../../src/runtime/invoke.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import {
-  checkConvF32, checkGemmAndMatMul, checkResidualConvs, close, CONV_CASES, convTensors, floats, int8s, node, poisonedContext, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
+  ACTS, checkConvF32, checkGemmAndMatMul, checkResidualConvs, close, CONV_CASES, convTensors, floats, int8s, node, poisonedContext, q8ConvCase, q8GemmCase, rng, scales, type ConvCase,
 } from './kernel-test-util.js';
 
 test('native addon loads, reports its ISA and is registered as a backend', { skip }, () => {
@@ -213,6 +213,47 @@ test('MaxPool float32 2-D: native vs reference (odd sizes, strides, pads, ceil_m
     });
   });
   assert.equal(calls.maxPoolF32, ISAS.length * 14 * 2, 'every case ran the native kernel');
+});
+
+test('float32 Conv (+ Relu/Clip) and Gemm with NaN inputs: NaN comes out where the reference has it', { skip }, () => {
+  // (int8 layers quantize NaN: see the README on allowNaN; fp32 ones propagate it, as ONNX does)
+  const r = rng(16);
+  // NaN positions must agree, other values within the plain kernels' tolerance
+  const agree = (got: Tensor, want: Tensor, what: string) => {
+    const g = got.data as Float32Array, w = want.data as Float32Array;
+    let nan = 0, amax = 0;
+    for (let i = 0; i < w.length; i++) if (!Number.isNaN(w[i]!)) amax = Math.max(amax, Math.abs(w[i]!));
+    for (let i = 0; i < w.length; i++) {
+      if (Number.isNaN(w[i]!)) { nan++; assert.ok(Number.isNaN(g[i]!), `${what}: element ${i} is ${g[i]}, reference NaN`); continue; }
+      assert.ok(Math.abs(g[i]! - w[i]!) <= 1e-4 * (Math.abs(w[i]!) + 0.1 * amax), `${what}: element ${i} is ${g[i]}, reference ${w[i]}`);
+    }
+    assert.ok(nan > 0 && nan < w.length, `${what}: some outputs are NaN (${nan} of ${w.length})`);
+  };
+  const withNaN = (n: number, row: number) => {
+    const a = floats(r, n, row);
+    for (let i = 0; i < n; i++) if (r() < 0.002) a[i] = NaN;
+    return a;
+  };
+  // a 3x3 conv on the panel path, a 1x1 on pixel rows, a depthwise one
+  const cases: ConvCase[] = [
+    { B: 1, C: 16, H: 20, W: 20, M: 24, group: 1, k: [3, 3], pads: [1, 1, 1, 1] },
+    { B: 1, C: 40, H: 7, W: 7, M: 24, group: 1, k: [1, 1] },
+    { B: 1, C: 16, H: 12, W: 12, M: 16, group: 16, k: [3, 3], pads: [1, 1, 1, 1] },
+  ];
+  forEachIsa((isa) => {
+    cases.forEach((c, ci) => {
+      for (const act of ACTS) {
+        const { W, bias, attrs } = convTensors(c, r, false, 0);
+        const X = Tensor.from('float32', [c.B, c.C, c.H, c.W], withNaN(c.B * c.C * c.H * c.W, c.W));
+        const n = node('ConvAct', 'q8', ['x', 'w', bias ? 'b' : ''], { ...attrs, ...act, activation: act.activation ?? '' });
+        const { got, want } = both(n, [X, W, bias], [false, true, true]);
+        agree(got, want, `${isa} ConvAct case ${ci} ${JSON.stringify(act)}`);
+      }
+    });
+    const A = Tensor.from('float32', [30, 100], withNaN(3000, 100)), B = Tensor.from('float32', [17, 100], floats(r, 1700));
+    const { got, want } = both(node('Gemm', '', ['a', 'b'], { transB: 1 }), [A, B], [false, true]);
+    agree(got, want, `${isa} Gemm`);
+  });
 });
 
 test('Relu, Add and q8.AddAct float32: native vs reference (odd lengths, NaN/±Inf)', { skip }, () => {
