@@ -70,8 +70,6 @@ static void run_tasks(int n, TaskFn fn, void* ctx, double macs) {
 // +0 vs -0), so v goes second: NaN stays NaN and -0 stays -0, as in ONNX Relu/Clip and the
 // reference kernels (with v first, a NaN conv output came out as the lower bound: 0 or -Inf).
 inline F clampv(F v, const Epi& e) { return V::min(V::fset(e.hi), V::max(V::fset(e.lo), v)); }
-// A conv store's last steps for the n (<= L) outputs at o: plus the residual there (Epi::res), then
-// the activation.
 // Fetch the residual under an MI x NV tile of outputs at o (rows ldo apart) while the tile computes:
 // it comes from L2 or farther, and the store would wait for it.
 template <int MI, int NV> inline void prefetch_res(const Epi& e, const float* o, size_t ldo) {
@@ -89,6 +87,8 @@ inline void prefetch_res_rows(const Epi& e, const float* o, size_t ldo, int nrow
   for (int i = 0; i < nrows; i++, r += ldo)
     for (int l = 0; l < npix; l += 16) __builtin_prefetch(r + l, 0, 2);
 }
+// A conv store's last steps for the n (<= L) outputs at o: plus the residual there (Epi::res), then
+// the activation.
 inline F finish(F v, const Epi& e, const float* o, int n) {
   if (e.res) {
     const float* r = e.res + (o - e.out0);
