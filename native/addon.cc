@@ -82,10 +82,10 @@ Scratch::~Scratch() { std::free(p); }
 
 constexpr int kSlots = 4;
 
-// A parallel region hands out task indices through `next` = (region << 32) | index: a worker claims
-// an index only while the region is still the one it joined, so a worker that wakes late never
-// runs a stale task, and the caller waits only for tasks actually started, never for a worker to
-// wake. Between regions a worker spins for kSpinUs before it sleeps: a model's kernels follow each
+// A parallel region hands out task indices through each thread's home range, `next` = (region
+// << 32) | index: a worker claims an index only while the region is still the one it joined, so a
+// worker that wakes late never runs a stale task, and the caller waits only for tasks actually
+// started, never for a worker to wake. Between regions a worker spins for kSpinUs before it sleeps: a model's kernels follow each
 // other within microseconds, and waking a sleeping thread on a VM costs tens of microseconds (it
 // made 2 threads slower than 1 on MobileNetV2).
 constexpr int kSpinUs = 200;
@@ -107,21 +107,27 @@ struct Pool {
   std::atomic<int> sleepers{0};
   std::atomic<TaskFn> fn{nullptr};
   std::atomic<void*> ctx{nullptr};
-  std::atomic<int> ntasks{0};
-  std::atomic<uint64_t> next{0};
+  // Each thread's home range of task indices: next = (region << 32) | index, up to end.
+  struct alignas(64) Range { std::atomic<uint64_t> next{0}; std::atomic<int> end{0}; };
+  std::unique_ptr<Range[]> ranges;
   std::atomic<int> completed{0};
   std::mutex call;  // one parallel region at a time (JS main thread and workers share the pool)
 
-  // Claims and runs tasks of region r until none is left (or a newer region started). The fields
-  // f/c/n may belong to a newer region when r is stale; the claim on `next` then fails.
-  void run_tasks(uint32_t r, TaskFn f, void* c, int n, int th) {
-    uint64_t v = next.load();
-    for (;;) {
-      if ((uint32_t)(v >> 32) != r || (uint32_t)v >= (uint32_t)n) return;
-      if (!next.compare_exchange_weak(v, v + 1)) continue;
-      f(c, (int)(uint32_t)v, th);
-      completed.fetch_add(1);
-      v = next.load();
+  // Claims and runs tasks of region r until none is left (or a newer region started): first its
+  // own home range in order, then what is left of the others'. The fields f/c may belong to a
+  // newer region when r is stale; the claims then fail on the region tag.
+  void run_tasks(uint32_t r, TaskFn f, void* c, int th) {
+    for (int k = 0; k < nthreads; k++) {
+      Range& g = ranges[(th + k) % nthreads];
+      uint64_t v = g.next.load();
+      for (;;) {
+        if ((uint32_t)(v >> 32) != r) return;
+        if ((int)(uint32_t)v >= g.end.load()) break;
+        if (!g.next.compare_exchange_weak(v, v + 1)) continue;
+        f(c, (int)(uint32_t)v, th);
+        completed.fetch_add(1);
+        v = g.next.load();
+      }
     }
   }
   void worker(int th) {
@@ -140,11 +146,12 @@ struct Pool {
       }
       if (stop.load()) return;
       seen = region.load();
-      run_tasks(seen, fn.load(), ctx.load(), ntasks.load(), th);
+      run_tasks(seen, fn.load(), ctx.load(), th);
     }
   }
   void start(int n) {
     nthreads = n < 1 ? 1 : n;
+    ranges.reset(new Range[nthreads]);
     while (scratch.size() < (size_t)nthreads * kSlots) scratch.emplace_back(new Scratch());
     stop = false;
     for (int i = 1; i < nthreads; i++) workers.emplace_back([this, i] { worker(i); });
@@ -177,21 +184,28 @@ void parallel_for(int n, TaskFn fn, void* ctx) {
     for (int t = 0; t < n; t++) fn(ctx, t, 0);
     return;
   }
-  // All seq_cst. Closing `next` first makes every claim fail while the fields change, so a worker
-  // that read a mix of old and new fields cannot run anything; then the region opens.
+  // All seq_cst. Closing every range first makes every claim fail while the fields change, so a
+  // worker that read a mix of old and new fields cannot run anything; then the region opens. Thread
+  // j's home range is tasks [j n/T, (j+1) n/T): a kernel's tasks run in the same places on the same
+  // thread from one node to the next (a conv's pixel panels, say), so a thread mostly reads what it
+  // wrote into its own cache; threads work n/T apart (no shared output lines); a thread done early
+  // takes what is left of the others' ranges.
   uint32_t r = p.region.load() + 1;
-  p.next.store((uint64_t)r << 32 | 0xffffffffu);
+  const int T = p.nthreads;
+  for (int j = 0; j < T; j++) p.ranges[j].next.store((uint64_t)r << 32 | 0xffffffffu);
   p.fn.store(fn);
   p.ctx.store(ctx);
-  p.ntasks.store(n);
   p.completed.store(0);
-  p.next.store((uint64_t)r << 32);
+  for (int j = 0; j < T; j++) {
+    p.ranges[j].end.store((int)((int64_t)(j + 1) * n / T));
+    p.ranges[j].next.store((uint64_t)r << 32 | (uint32_t)((int64_t)j * n / T));
+  }
   p.region.store(r);  // wakes spinning workers; ordered against `sleepers` below
   if (p.sleepers.load() > 0) {
     { std::lock_guard<std::mutex> lk(p.m); }
     p.cv.notify_all();
   }
-  p.run_tasks(r, fn, ctx, n, 0);
+  p.run_tasks(r, fn, ctx, 0);
   // Every task is claimed; wait for the ones other threads are still running.
   for (int spin = 0; p.completed.load() < n; spin++) {
     cpu_relax();

@@ -37,32 +37,11 @@ constexpr int CMI = 4;
 constexpr int CNV = (Q8_W == 512) ? 3 : 3;  // conv tile pixel vectors
 
 // Waking the pool costs microseconds; tiny layers run on the calling thread.
-// Threads claim task indices one by one, so concurrent threads hold neighbouring tasks, whose
-// outputs meet inside a cache line wherever a boundary is not 64-byte aligned (V8's buffers are
-// 16-byte aligned): the threads then fight over those lines. Task t runs as the t-th cell, read
-// column by column, of a grid of up to T rows of S = ceil(n/T) consecutive tasks: threads that
-// claim together work S tasks apart, and each still walks its row in order.
-static inline int spread(int t, int n, int T) {
-  if (T <= 1 || n < 2 * T) return t;
-  // n >= 2T gives S < n, so R >= 2 rows; the last holds 1..S tasks
-  const int S = (n + T - 1) / T, R = (n + S - 1) / S, last = n - (R - 1) * S;
-  if (t < last * R) return (t % R) * S + t / R;
-  const int u = t - last * R;
-  return (u % (R - 1)) * S + last + u / (R - 1);
-}
-
-struct SpreadCtx { TaskFn fn; void* ctx; int n, T; };
-static void spread_task(void* vc, int t, int th) {
-  auto& c = *(SpreadCtx*)vc;
-  c.fn(c.ctx, spread(t, c.n, c.T), th);
-}
-
 static void run_tasks(int n, TaskFn fn, void* ctx, double macs) {
   if (macs < 2e5) {
     for (int t = 0; t < n; t++) fn(ctx, t, 0);
   } else {
-    SpreadCtx c{fn, ctx, n, pool_threads()};
-    parallel_for(n, spread_task, &c);
+    parallel_for(n, fn, ctx);
   }
 }
 
