@@ -177,15 +177,14 @@ export function convKernel(
       if (X.dtype === 'float32') { lastShape = X.shape; lastGeo = g; }
     }
     if (!g || bias === undefined) return ref(inputs, ctx);
+    const Z = zi >= 0 ? inputs[zi] : undefined;
     let res: Float32Array | null = null;
     if (zi >= 0) {
-      const Z = inputs[zi];
       if (!Z || Z.dtype !== 'float32' || !sameShape(Z.shape, g.outShape)) return ref(inputs, ctx);
       res = Z.data as Float32Array;
     }
     // A residual that dies here takes the output in place when the kernel adds it in its store:
     // each element is read just before it is overwritten, and no other memory is touched.
-    const Z = inputs[zi];
     const Y = res && !residual?.post && ctx.consumable?.(Z!) ? new Tensor('float32', g.outShape, res) : ctx.allocOutput('float32', g.outShape);
     const y = Y.data as Float32Array;
     if (!Y.size) return [Y];
