@@ -15,6 +15,7 @@ import { getOp, type Kernel, type KernelContext } from '../ops/registry.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { CompileArgs, FastKernel } from './registry.js';
 import { q8RecurrentKernels } from '../quant/rnn-int8.js';
+import { f32RecurrentKernels } from './rnn-f32.js';
 
 const f = Math.fround;
 
@@ -347,6 +348,8 @@ export function fastKernels(
     guarded('Q8Conv', 'q8', c.Q8Conv),
     // LSTM/GRU/RNN in int8: each step's H·Rᵀ through this backend's Q8Gemm
     ...q8RecurrentKernels((a) => (ready() ? c.Q8Gemm(a) : null)),
+    // and in float32: X·Wᵀ and each step's H·Rᵀ through its Gemm
+    ...f32RecurrentKernels((a) => (ready() ? c.Gemm(a) : null)),
     ...optional,
   ];
 }

@@ -12,6 +12,11 @@ import { getOp } from '../../src/ops/registry.js';
 import { attrsFrom, invokeKernel, makeContext } from '../../src/runtime/invoke.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { Q8Error } from '../../src/core/errors.js';
+import '../../src/kernels/native/index.js';
+import '../../src/kernels/wasm/index.js';
+import { getBackend } from '../../src/kernels/registry.js';
+import { rnnF32Stats } from '../../src/kernels/rnn-f32.js';
+import { rng } from '../rng.js';
 
 function seq(n: number, a = 37, m = 17, off = 8, div = 8): number[] {
   return Array.from({ length: n }, (_, i) => (((i * a) % m) - off) / div);
@@ -111,3 +116,54 @@ test('RNN family rejects bad shapes and attributes', () => {
   assert.throws(() => run('LSTM', [X, W, R, undefined, Tensor.from('int32', [B], [4, 1])], {}, ['Y']), Q8Error);
   assert.throws(() => run('GRU', [sq([S, B]), W, R], {}, ['Y']), /3-D/);
 });
+
+/**
+ * The backends' fast float32 LSTM/GRU/RNN (kernels/rnn-f32.ts: the products through each backend's
+ * Gemm) against the reference, on the cases above and a larger random one, for native and wasm.
+ */
+for (const backend of ['native', 'wasm'] as const) {
+  test(`${backend} backend: float32 LSTM/GRU/RNN run their products through its Gemm and match the reference`, (t) => {
+    const b = getBackend(backend);
+    if (!b?.available()) { t.skip(`${backend} backend not available`); return; }
+    const r = rng(21);
+    const rnd = (shape: number[], scale = 0.5) => Tensor.from('float32', shape, Array.from({ length: size(shape) }, () => (r() * 2 - 1) * scale));
+    const S2 = 7, B2 = 3, I2 = 30, H2 = 40;
+    const X2 = rnd([S2, B2, I2], 1), lens2 = Tensor.from('int32', [B2], [7, 4, 1]);
+    const X2l = rnd([B2, S2, I2], 1);
+    type Case = [string, string, (Tensor | undefined)[], Record<string, unknown>, string[]];
+    const cases: Case[] = [
+      ['LSTM bidirectional, lens, h0, c0', 'LSTM', [X, sq([2, 4 * H, I], 29, 13, 6), sq([2, 4 * H, H], 23, 11, 5), sq([2, 8 * H], 7, 5, 2), Tensor.from('int32', [B], [3, 2]), h0(2), c0(2)], { direction: 'bidirectional', hidden_size: H }, ['Y', 'Y_h', 'Y_c']],
+      ['LSTM peepholes', 'LSTM', [X, sq([1, 4 * H, I], 29, 13, 6), sq([1, 4 * H, H], 23, 11, 5), sq([1, 8 * H], 7, 5, 2), undefined, h0(1), c0(1), sq([1, 3 * H], 11, 7, 3)], { hidden_size: H }, ['Y', '', 'Y_c']],
+      ['GRU reverse lbr=1', 'GRU', [X, sq([1, 3 * H, I], 29, 13, 6), sq([1, 3 * H, H], 23, 11, 5), sq([1, 6 * H], 7, 5, 2), undefined, h0(1)], { direction: 'reverse', linear_before_reset: 1 }, ['Y', 'Y_h']],
+      ['RNN bidirectional Relu', 'RNN', [X, sq([2, H, I], 29, 13, 6), sq([2, H, H], 23, 11, 5), sq([2, 2 * H], 7, 5, 2)], { direction: 'bidirectional', activations: ['Relu', 'Relu'] }, ['Y', 'Y_h']],
+      ['LSTM large bidirectional, lens', 'LSTM', [X2, rnd([2, 4 * H2, I2]), rnd([2, 4 * H2, H2]), rnd([2, 8 * H2]), lens2, rnd([2, B2, H2]), rnd([2, B2, H2])], { direction: 'bidirectional', hidden_size: H2 }, ['Y', 'Y_h', 'Y_c']],
+      ['GRU large lbr=0, clip, layout 1', 'GRU', [X2l, rnd([1, 3 * H2, I2]), rnd([1, 3 * H2, H2]), rnd([1, 6 * H2]), undefined, rnd([B2, 1, H2])], { layout: 1, clip: 0.9, hidden_size: H2 }, ['Y', 'Y_h']],
+      ['RNN large reverse Tanh', 'RNN', [X2, rnd([1, H2, I2]), rnd([1, H2, H2]), rnd([1, 2 * H2]), lens2], { direction: 'reverse' }, ['Y', 'Y_h']],
+    ];
+    for (const [title, op, inputs, attrs, outputs] of cases) {
+      const node = { name: op, opType: op, domain: '', inputs: inputs.map((x, i) => (x ? `in${i}` : '')), outputs, attrs: attrsFrom(attrs) };
+      const fk = b.kernels.find((k) => k.opType === op && (k.domain ?? '') === '');
+      assert.ok(fk, `${backend} has a ${op} kernel`);
+      const kernel = fk.compile({ node, consts: inputs.map((x, i) => (i === 1 || i === 2 ? x : undefined)), opset: 21, threads: 0 });
+      assert.ok(kernel, `${backend} compiles ${title}`);
+      const before = { ...rnnF32Stats };
+      const got = kernel(inputs, makeContext(node, 21));
+      assert.ok(rnnF32Stats.projections > before.projections && rnnF32Stats.recurrences > before.recurrences, `${title}: the fast products ran`);
+      const want = getOp('', op)!.run(inputs, makeContext(node, 21));
+      outputs.forEach((name, i) => {
+        if (!name) return;
+        const g = got[i]!.toNumbers(), w = want[i]!.toNumbers();
+        assert.deepEqual([...got[i]!.shape], [...want[i]!.shape], `${title} ${name} shape`);
+        for (let k = 0; k < w.length; k++) assert.ok(Math.abs(g[k]! - w[k]!) <= 1e-5 * (1 + Math.abs(w[k]!)), `${backend} ${title} ${name}[${k}]: ${g[k]} vs ${w[k]}`);
+      });
+    }
+    // A float64 X runs the reference form, which refuses float32 W as the reference does.
+    const d = (x: Tensor) => Tensor.from('float64', x.shape, x.toNumbers());
+    const [Wr, Rr] = [sq([1, H, I], 29, 13, 6), sq([1, H, H], 23, 11, 5)];
+    const node = { name: 'RNN', opType: 'RNN', domain: '', inputs: ['x', 'w', 'r'], outputs: ['Y'], attrs: attrsFrom({}) };
+    const k64 = b.kernels.find((k) => k.opType === 'RNN' && (k.domain ?? '') === '')!.compile({ node, consts: [undefined, Wr, Rr], opset: 21, threads: 0 })!;
+    const before = rnnF32Stats.projections;
+    assert.throws(() => k64([d(X), Wr, Rr], makeContext(node, 21)), /input W should be float64 like X/);
+    assert.equal(rnnF32Stats.projections, before, 'float64 X does not take the float32 products');
+  });
+}
