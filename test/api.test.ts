@@ -6,6 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { load, Q8Error, Tensor, readIdx, imageBatches } from '../src/index.js';
+import { firstNaN } from '../src/api.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const vgg = path.join(root, 'models/fashion-vgg.onnx');
@@ -98,4 +99,22 @@ test('NaN in an input is refused naming the input (int8 and fused kernels would 
   assert.equal(out.size, 10);
   d[300] = 0.5;
   assert.equal((await m.predict(x)).size, 10);
+});
+
+test('the NaN scan finds the first NaN in every position, ignores Inf - Inf, and handles float64 and float16', () => {
+  for (const n of [0, 1, 3, 4, 5, 8, 13, 1001]) {
+    for (const dtype of ['float32', 'float64'] as const) {
+      const d = dtype === 'float32' ? new Float32Array(n) : new Float64Array(n);
+      for (let i = 0; i < n; i++) d[i] = i % 3 === 0 ? Infinity : i % 3 === 1 ? -Infinity : i / 7;  // sums of 4 hit Inf - Inf
+      assert.equal(firstNaN(new Tensor(dtype, [n], d)), -1, `${dtype} n=${n}: no NaN`);
+      for (const at of [0, n - 1, n >> 1, Math.min(n - 1, 6)]) {
+        if (at < 0 || at >= n) continue;
+        const e = d.slice();
+        e[at] = NaN;
+        if (at + 2 < n) e[at + 2] = NaN;
+        assert.equal(firstNaN(new Tensor(dtype, [n], e)), at, `${dtype} n=${n}: NaN at ${at}`);
+      }
+    }
+  }
+  assert.equal(firstNaN(Tensor.from('float16', [3], [1, NaN, 2])), 1);
 });
