@@ -853,6 +853,32 @@ ENTRY(ErfF32)
   return unary_f32(env, info, "erfF32", &Kernels::erf_f32);
 END
 
+// globalAvgF32(X, size, out): out[p] = mean of X[p*size .. (p+1)*size) for each plane p, as the
+// reference takes it (a float64 sum in order, divided, rounded to float32). Eight planes at a time
+// keep eight independent add chains in flight; each plane's sum is still sequential.
+ENTRY(GlobalAvgF32)
+  Args a(env, info, 3, "globalAvgF32");
+  const int64_t S = a.i32(1);
+  size_t n = a.len(2, "out");
+  CHECK(env, S >= 1, "globalAvgF32: size should be >= 1");
+  const float* x = a.arr<float>(0, napi_float32_array, n * (size_t)S, "X");
+  float* o = a.arr<float>(2, napi_float32_array, n, "out");
+  size_t p = 0;
+  for (; p + 8 <= n; p += 8) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const float* b = x + p * S;
+    for (int64_t i = 0; i < S; i++)
+      for (int k = 0; k < 8; k++) s[k] += b[k * S + i];
+    for (int k = 0; k < 8; k++) o[p + k] = (float)(s[k] / (double)S);
+  }
+  for (; p < n; p++) {
+    double s = 0;
+    for (int64_t i = 0; i < S; i++) s += x[p * S + i];
+    o[p] = (float)(s / (double)S);
+  }
+  return undef(env);
+END
+
 // layerNormF32(X, gamma, beta, epsilon, out): q8.LayerNorm over the last axis (C = gamma.length).
 ENTRY(LayerNormF32)
   Args a(env, info, 5, "layerNormF32");
@@ -950,7 +976,7 @@ NAPI_MODULE_INIT() {
       {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
       {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
       {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"convQ8Phase", ConvQ8Phase}, {"peak", Peak},
-      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"transpose32", Transpose32}, {"layerNormF32", LayerNormF32}, {"matmulF32", MatmulF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32},
+      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"transpose32", Transpose32}, {"layerNormF32", LayerNormF32}, {"matmulF32", MatmulF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32}, {"globalAvgF32", GlobalAvgF32},
   };
   for (auto& f : fns) {
     napi_value v;

@@ -136,7 +136,7 @@ test('Erf float32: native vs reference on every ISA (dense sweep of [-5, 5], tai
   });
 });
 
-type Entry = 'maxPoolF32' | 'binaryF32' | 'softmaxF32' | 'layerNormF32' | 'transpose32' | 'reluF32';
+type Entry = 'maxPoolF32' | 'binaryF32' | 'softmaxF32' | 'layerNormF32' | 'transpose32' | 'reluF32' | 'globalAvgF32';
 
 /**
  * forEachIsa(body) while counting calls of the named addon entry points, so a test can tell the
@@ -254,6 +254,21 @@ test('float32 Conv (+ Relu/Clip) and Gemm with NaN inputs: NaN comes out where t
     const { got, want } = both(node('Gemm', '', ['a', 'b'], { transB: 1 }), [A, B], [false, true]);
     agree(got, want, `${isa} Gemm`);
   });
+});
+
+test('GlobalAveragePool float32: native vs reference bit for bit (plane counts, ranks 3-5, NaN/±Inf)', { skip }, () => {
+  const r = rng(17);
+  const calls = countingCalls(['globalAvgF32'], (isa) => {
+    for (const shape of [[1, 1280, 7, 7], [2, 13, 5, 3], [1, 7, 1], [3, 9, 2, 3, 4], [1, 17, 33, 31]]) {
+      for (const rate of [0, 0.01]) {
+        const n = shape.reduce((a, b) => a * b, 1);
+        const X = Tensor.from('float32', shape, specials(r, n, rate));
+        const { got, want } = both(node('GlobalAveragePool', '', ['x'], {}), [X], [false]);
+        same(got, want, `${isa} GlobalAveragePool ${shape} specials ${rate}`);
+      }
+    }
+  });
+  assert.equal(calls.globalAvgF32, ISAS.length * 10, 'every case ran the native kernel');
 });
 
 test('Relu, Add and q8.AddAct float32: native vs reference (odd lengths, NaN/±Inf)', { skip }, () => {

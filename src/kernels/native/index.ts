@@ -82,6 +82,8 @@ export interface NativeAddon {
   /** ONNX Relu over out.length values. */
   reluF32(X: Float32Array, out: Float32Array): void;
   erfF32?(X: Float32Array, out: Float32Array): void;
+  /** GlobalAveragePool: out[p] = mean of the `size` values of plane p (float64 sum in order). */
+  globalAvgF32?(X: Float32Array, size: number, out: Float32Array): void;
   /** A register-only loop of the int8 dot ('int8') or FMA ('f32') on the calling thread. */
   peak(kind: 'int8' | 'f32', iterations: number): { ops: number; seconds: number };
 }
@@ -200,6 +202,21 @@ function compileRelu(args: CompileArgs): Kernel | null {
   return unaryF32(args, (X, out) => n.reluF32(X, out));
 }
 
+function compileGlobalAveragePool(args: CompileArgs): Kernel | null {
+  const n = addon!;
+  const gap = n.globalAvgF32;
+  if (!gap) return null;  // an addon built before it existed
+  const ref = reference(args.node);
+  return (inputs, ctx) => {
+    const X = inputs[0];
+    if (!X || X.dtype !== 'float32' || X.rank < 3 || X.size === 0) return ref(inputs, ctx);
+    const S = X.shape.slice(2).reduce((a, b) => a * b, 1);
+    const Y = ctx.allocOutput('float32', [X.shape[0]!, X.shape[1]!, ...X.shape.slice(2).map(() => 1)]);
+    gap.call(n, X.data as Float32Array, S, Y.data as Float32Array);
+    return [Y];
+  };
+}
+
 function compileErf(args: CompileArgs): Kernel | null {
   const n = addon!;
   const erf = n.erfF32;
@@ -302,7 +319,7 @@ function compileAddAct(args: CompileArgs): Kernel | null {
 
 export const nativeKernels: readonly FastKernel[] = fastKernels(() => addon !== null, {
   Conv: compileConv, Gemm: compileGemm, MatMul: compileMatMul, Q8Gemm: compileQ8Gemm, Q8Conv: compileQ8Conv,
-  MaxPool: compileMaxPool, Relu: compileRelu, Erf: compileErf, AddAct: compileAddAct, Softmax: compileSoftmax, LayerNorm: compileLayerNorm, Transpose: compileTranspose,
+  MaxPool: compileMaxPool, GlobalAveragePool: compileGlobalAveragePool, Relu: compileRelu, Erf: compileErf, AddAct: compileAddAct, Softmax: compileSoftmax, LayerNorm: compileLayerNorm, Transpose: compileTranspose,
   ...Object.fromEntries(Object.entries(BINARY_OPS).map(([op, code]) => [op, (a: CompileArgs) => compileBinary(a, code, 0)])),
 });
 
