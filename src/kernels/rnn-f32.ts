@@ -12,7 +12,7 @@
 import { check } from '../core/errors.js';
 import type { Node } from '../graph/ir.js';
 import type { Kernel, KernelContext } from '../ops/registry.js';
-import { floatForm, runGRU, runLSTM, runRNN, type RnnForm, type RnnProducts } from '../ops/rnn.js';
+import { floatForm, recurRanges, runGRU, runLSTM, runRNN, type RnnForm, type RnnProducts } from '../ops/rnn.js';
 import { attrsFrom, makeContext } from '../runtime/invoke.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { CompileArgs, FastKernel } from './registry.js';
@@ -46,9 +46,8 @@ export function f32RecurrentKernels(compileGemm: (args: CompileArgs) => Kernel |
         // Its own context with plain buffers (the session's pool tracks graph values only).
         return kernel ? { kernel, ctx: makeContext(gemm, 13), B } : null;
       };
-      // The ranges the gate code asks for: all G·H rows; GRU also z,r (2H) and h (H) apart.
       const lbr = node.attrs['linear_before_reset'];
-      const ranges: [number, number][] = opType === 'GRU' && !(lbr?.type === 'int' && lbr.value !== 0) ? [[0, 2 * hidden], [2 * hidden, hidden]] : [[0, GH]];
+      const ranges = recurRanges(opType, lbr?.type === 'int' && lbr.value !== 0, hidden);
       const proj: Compiled[] = [];
       const recur = new Map<string, Compiled>();
       for (let d = 0; d < numDir; d++) {

@@ -67,6 +67,16 @@ export interface RnnProducts {
   recur(d: number, h: Float64Array, rows: number, row0: number, n: number, out: Float64Array, ldo: number): void;
 }
 
+/**
+ * The row ranges [row0, n] of R that the gate code below asks `recur` for, per direction: all G·H
+ * rows, except GRU without linear_before_reset, which asks for z,r (2H rows) and h (H rows) apart.
+ * Fast forms compile one product per range.
+ */
+export function recurRanges(op: 'LSTM' | 'GRU' | 'RNN', linearBeforeReset: boolean, hidden: number): [number, number][] {
+  const G = op === 'LSTM' ? 4 : op === 'GRU' ? 3 : 1;
+  return op === 'GRU' && !linearBeforeReset ? [[0, 2 * hidden], [2 * hidden, hidden]] : [[0, G * hidden]];
+}
+
 /** What a form sees when it binds: X already in layout 0 as float64 [seq*batch, xWidth]. */
 export interface RnnBindArgs {
   op: string; G: number; numDir: number; seq: number; batch: number;

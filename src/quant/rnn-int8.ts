@@ -20,7 +20,7 @@ import { shapeStr } from '../core/shape.js';
 import type { AttrValue, Node } from '../graph/ir.js';
 import type { CompileArgs, FastKernel } from '../kernels/registry.js';
 import { getOp, registerOps, type Kernel, type KernelContext, type OpSchema } from '../ops/registry.js';
-import { f64, floatProjection, floatRecurrence, runGRU, runLSTM, runRNN, type RnnBindArgs, type RnnForm, type RnnProducts } from '../ops/rnn.js';
+import { f64, floatProjection, floatRecurrence, recurRanges, runGRU, runLSTM, runRNN, type RnnBindArgs, type RnnForm, type RnnProducts } from '../ops/rnn.js';
 import { invokeKernel, makeContext } from '../runtime/invoke.js';
 import { Tensor } from '../tensor/tensor.js';
 import { packWeights, q8AttrsOf, q8Product, quantizeRows } from './kernels.js';
@@ -119,6 +119,7 @@ function bindInt8(a: RnnBindArgs, fast: RecurKernel | undefined): ReturnType<Rnn
 
 const RUN = { Q8LSTM: runLSTM, Q8GRU: runGRU, Q8RNN: runRNN } as const;
 const GATES = { Q8LSTM: 4, Q8GRU: 3, Q8RNN: 1 } as const;
+const ONNX_OP = { Q8LSTM: 'LSTM', Q8GRU: 'GRU', Q8RNN: 'RNN' } as const;
 
 export const Q8_RNN_OPS: OpSchema[] = [
   { opType: 'Q8LSTM', domain: 'q8', run: (i, c) => runLSTM(i, c, int8Form()) },
@@ -154,9 +155,8 @@ export function q8RecurrentKernels(compileQ8Gemm: (args: CompileArgs) => Kernel 
         // Its own context: the Q8Gemm's attributes, plain buffers (the session's pool tracks graph values only).
         return kernel ? { kernel, ctx: makeContext(gemm, 1) } : null;
       };
-      // The ranges the gate code asks for: all G·H rows; GRU also z,r (2H) and h (H) apart.
       const lbr = node.attrs['linear_before_reset'];
-      const ranges: [number, number][] = opType === 'Q8GRU' && !(lbr?.type === 'int' && lbr.value !== 0) ? [[0, 2 * hidden], [2 * hidden, hidden]] : [[0, GH]];
+      const ranges = recurRanges(ONNX_OP[opType], lbr?.type === 'int' && lbr.value !== 0, hidden);
       const kernels = new Map<string, { kernel: Kernel; ctx: KernelContext }>();
       for (let d = 0; d < numDir; d++) {
         for (const [row0, n] of ranges) {
