@@ -85,9 +85,9 @@ constexpr int kSlots = 4;
 // A parallel region hands out task indices through each thread's home range, `next` = (region
 // << 32) | index: a worker claims an index only while the region is still the one it joined, so a
 // worker that wakes late never runs a stale task, and the caller waits only for tasks actually
-// started, never for a worker to wake. Between regions a worker spins for kSpinUs before it sleeps: a model's kernels follow each
-// other within microseconds, and waking a sleeping thread on a VM costs tens of microseconds (it
-// made 2 threads slower than 1 on MobileNetV2).
+// started, never for a worker to wake. Between regions a worker spins for kSpinUs before it
+// sleeps: a model's kernels follow each other within microseconds, and waking a sleeping thread
+// on a VM costs tens of microseconds (it made 2 threads slower than 1 on MobileNetV2).
 constexpr int kSpinUs = 200;
 
 static inline void cpu_relax() {

@@ -26,6 +26,8 @@ struct Epi {
   // reads its own element first), but no other overlap.
   const float* res = nullptr;
   const float* out0 = nullptr;
+  // The residual under output element o (Epi::res non-null).
+  const float* res_at(const float* o) const { return res + (o - out0); }
 };
 
 // For the paths that do not add the residual in their store: run with a plain epilogue (no
@@ -37,7 +39,7 @@ template <class Run> inline void with_residual(const Epi& e, float* out, size_t 
   Epi p = e;
   p.res = nullptr;
   p.lo = -__builtin_inff(); p.hi = __builtin_inff();
-  const float* r = e.res + (out - e.out0);
+  const float* r = e.res_at(out);
   std::vector<float> copy;
   if (r == out) { copy.assign(r, r + n); r = copy.data(); }
   run(p);

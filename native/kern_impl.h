@@ -53,7 +53,7 @@ inline F clampv(F v, const Epi& e) { return V::min(V::fset(e.hi), V::max(V::fset
 // it comes from L2 or farther, and the store would wait for it.
 template <int MI, int NV> inline void prefetch_res(const Epi& e, const float* o, size_t ldo) {
   if (!e.res) return;
-  const float* r = e.res + (o - e.out0);
+  const float* r = e.res_at(o);
   for (int i = 0; i < MI; i++)
     for (int j = 0; j < NV; j++) __builtin_prefetch(r + i * ldo + j * L, 0, 3);
 }
@@ -62,7 +62,7 @@ template <int MI, int NV> inline void prefetch_res(const Epi& e, const float* o,
 // prefetcher follows.
 inline void prefetch_res_rows(const Epi& e, const float* o, size_t ldo, int nrows, int npix) {
   if (!e.res) return;
-  const float* r = e.res + (o - e.out0);
+  const float* r = e.res_at(o);
   for (int i = 0; i < nrows; i++, r += ldo)
     for (int l = 0; l < npix; l += 16) __builtin_prefetch(r + l, 0, 2);
 }
@@ -70,7 +70,7 @@ inline void prefetch_res_rows(const Epi& e, const float* o, size_t ldo, int nrow
 // the activation.
 inline F finish(F v, const Epi& e, const float* o, int n) {
   if (e.res) {
-    const float* r = e.res + (o - e.out0);
+    const float* r = e.res_at(o);
     v = V::add(v, n >= L ? V::fload(r) : V::floadm(r, V::first(n)));
   }
   return clampv(v, e);
