@@ -643,6 +643,15 @@ static void transpose_tiles(const E* src, size_t sl, int R, int Cc, E* dst, size
     }
 }
 
+// fn(0) .. fn(n-1) over the pool, or on this thread when the work (bytes moved) is small.
+template <class Fn> static void par_for(int n, double work, Fn fn) {
+  if (work < 2e5 || n == 1) {
+    for (int t = 0; t < n; t++) fn(t);
+    return;
+  }
+  parallel_for(n, [](void* c, int t, int) { (*(Fn*)c)(t); }, &fn);
+}
+
 // Patch rows (tap-major: k = tap*C + c) of every output pixel into A, or null when the NHWC input is
 // already that matrix (1x1, stride 1, no padding); gemm(A, rows, Y) then Y [pixel][M] into NCHW out.
 template <class Gemm>
@@ -660,21 +669,32 @@ static void conv_rows(const ConvGeom& G, int batch, int M, const float* X, float
   float* xtp = bx.get((size_t)batch * HW * C);
   float* Ap = direct ? xtp : ba.get(rows * Kg);
   float* Yp = by.get(rows * M);
-  for (int b = 0; b < batch; b++) transpose_tiles(X + (size_t)b * C * HW, HW, C, HW, xtp + (size_t)b * HW * C, C);
-  for (int b = 0; b < batch && !direct; b++)
-    for (int oy = 0; oy < G.OH; oy++)
-      for (int ox = 0; ox < G.OW; ox++) {
-        float* row = Ap + ((size_t)b * OHW + (size_t)oy * G.OW + ox) * Kg;
-        for (int ky = 0; ky < G.kh; ky++)
-          for (int kx = 0; kx < G.kw; kx++) {
-            float* dst = row + (size_t)(ky * G.kw + kx) * C;
-            int iy = oy * G.sh - G.pt + ky * G.dh, ix = ox * G.sw - G.pl + kx * G.dw;
-            if (iy < 0 || iy >= G.H || ix < 0 || ix >= G.W) std::memset(dst, 0, sizeof(float) * C);
-            else std::memcpy(dst, xtp + ((size_t)b * HW + (size_t)iy * G.W + ix) * C, sizeof(float) * C);
-          }
-      }
+  // The copies around the GEMM go over the threads too (serial, they took a third of a 7x7
+  // layer's time at 2 threads): channel tiles, then output rows, then channel tiles.
+  constexpr int kTile = 32;
+  const int ctiles = (C + kTile - 1) / kTile, mtiles = (M + kTile - 1) / kTile;
+  par_for(batch * ctiles, (double)batch * HW * C * 8, [&](int t) {
+    int b = t / ctiles, c0 = (t % ctiles) * kTile, nc = std::min(kTile, C - c0);
+    transpose_tiles(X + ((size_t)b * C + c0) * HW, HW, nc, HW, xtp + (size_t)b * HW * C + c0, C);
+  });
+  if (!direct) par_for(batch * G.OH, (double)rows * Kg * 8, [&](int t) {
+    int b = t / G.OH, oy = t % G.OH;
+    for (int ox = 0; ox < G.OW; ox++) {
+      float* row = Ap + ((size_t)b * OHW + (size_t)oy * G.OW + ox) * Kg;
+      for (int ky = 0; ky < G.kh; ky++)
+        for (int kx = 0; kx < G.kw; kx++) {
+          float* dst = row + (size_t)(ky * G.kw + kx) * C;
+          int iy = oy * G.sh - G.pt + ky * G.dh, ix = ox * G.sw - G.pl + kx * G.dw;
+          if (iy < 0 || iy >= G.H || ix < 0 || ix >= G.W) std::memset(dst, 0, sizeof(float) * C);
+          else std::memcpy(dst, xtp + ((size_t)b * HW + (size_t)iy * G.W + ix) * C, sizeof(float) * C);
+        }
+    }
+  });
   gemm(Ap, (int)rows, Yp);
-  for (int b = 0; b < batch; b++) transpose_tiles(Yp + (size_t)b * OHW * M, M, OHW, M, out + (size_t)b * M * OHW, OHW);
+  par_for(batch * mtiles, (double)rows * M * 8, [&](int t) {
+    int b = t / mtiles, m0 = (t % mtiles) * kTile, nm = std::min(kTile, M - m0);
+    transpose_tiles(Yp + (size_t)b * OHW * M + m0, M, OHW, nm, out + ((size_t)b * M + m0) * OHW, OHW);
+  });
 }
 
 // The weights reordered tap-major (k' = tap*C + c) from the ONNX order (k = c*khw + tap).

@@ -447,28 +447,43 @@ test('thread counts give the same results', { skip }, () => {
   const before = n.info().threads;
   const M = 50, K = 130, N = 70;
   const A = floats(r, M * K, K), W = int8s(r, N * K), S = scales(r, N);
-  // A small image: few pixel panels, so the conv splits output channels across tasks.
+  // A small image: two pixel panels (81 = 48 + 33).
   const X = floats(r, 40 * 9 * 9, 9), Wc = int8s(r, 24 * 40 * 9), Sc = scales(r, 24);
   const geo = Int32Array.from([1, 40, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 9, 9]);
-  const outs: Float32Array[] = [], couts: Float32Array[] = [];
+  // 7x7 maps. 1x1 int8 with >= 256 output channels per group and fewer than 2 pixel panels per
+  // thread: panels packed once, then chunks of output channels over the threads (34 blocks of 8;
+  // 2 groups, which only 3 threads split; in place over a residual, with Relu). 3x3 int8 and fp32:
+  // pixel rows, whose copies around the GEMM (input and output transposes, patch rows) are split
+  // over the threads when large enough.
+  const [C1, M1] = [96, 268], x1 = floats(r, 2 * C1 * 49, 7), w1 = int8s(r, 2 * M1 * C1), s1 = scales(r, 2 * M1);
+  const g1 = Int32Array.from([1, C1, 7, 7, 1, 1, 1, 1, 1, 1, 0, 0, 7, 7]), res1 = floats(r, M1 * 49, 7);
+  const g2 = Int32Array.from([1, 2 * C1, 7, 7, 1, 1, 1, 1, 1, 1, 0, 0, 7, 7]), res2 = floats(r, 2 * M1 * 49, 7);
+  const [C3, M3] = [520, 264], x3 = floats(r, C3 * 49, 7), w3 = int8s(r, M3 * C3 * 9), s3 = scales(r, M3), wf3 = floats(r, M3 * C3 * 9);
+  const g3 = Int32Array.from([1, C3, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 7, 7]);
+  const outs: Float32Array[][] = [];
   try {
     for (const t of [1, 2, 3]) {
       n.setThreads(t);
       assert.equal(n.info().threads, t);
       const out = new Float32Array(M * N);
       n.gemmQ8(A, M, K, n.packI8(W, S, N, K, 0, 0), 0, null, 0, 0, 0, out);
-      outs.push(out);
       const cout = new Float32Array(24 * 81);
       n.convQ8(X, geo, n.packConvI8(Wc, Sc, 24, 360, 1, 0, 0, 9), null, 0, 0, 0, cout);
-      couts.push(cout);
+      const o1 = res1.slice(), o2 = res2.slice();
+      n.convQ8(x1, g1, n.packConvI8(w1.subarray(0, M1 * C1), s1.subarray(0, M1), M1, C1, 1, 0, 0, 1), null, 1, 0, 0, o1, o1);
+      n.convQ8(x1, g2, n.packConvI8(w1, s1, 2 * M1, C1, 2, 0, 0, 1), null, 1, 0, 0, o2, o2);
+      const o3 = new Float32Array(M3 * 49), f3 = new Float32Array(M3 * 49);
+      n.convQ8(x3, g3, n.packConvI8(w3, s3, M3, C3 * 9, 1, 0, 0, 9), null, 0, 0, 0, o3);
+      n.convF32(x3, g3, n.packConvF32(wf3, M3, C3 * 9, 1, 9), null, 0, 0, 0, f3);
+      outs.push([out, cout, o1, o2, o3, f3]);
     }
   } finally {
     n.setThreads(before);
   }
-  assert.deepEqual(outs[1], outs[0]);
-  assert.deepEqual(outs[2], outs[0]);
-  assert.deepEqual(couts[1], couts[0]);
-  assert.deepEqual(couts[2], couts[0]);
+  for (const o of outs[0]) assert.ok(o.some((v) => v !== 0) && o.every(Number.isFinite));
+  assert.notDeepEqual(outs[0]![2], res1);
+  assert.notDeepEqual(outs[0]![3], res2);
+  for (const t of [1, 2]) outs[t]!.forEach((o, i) => assert.deepEqual(o, outs[0]![i], `threads ${t + 1}, case ${i}`));
 });
 
 test('weights packed on first use for small maps are counted (V8 external memory, info().packedBytes)', { skip }, () => {
