@@ -562,11 +562,11 @@ static void q8_pack_panel_tm(const PackQ8Conv& P, const PixMap& mp, const float*
   }
   for (int l = 0; l < kPP; l++) sa[l] /= 127.f;
   // Blocks of channels outermost, then per tap and vector the load kind is decided once for the
-  // block's channel groups. 16 channels keep their rows under this panel in L1 across the taps (8
-  // where the planes alias in the L1 sets); on small planes (<= 16 KB: 56x56 and below) 64
-  // channels run faster, fewer decisions per packed byte (measured: pack -5% to -20% on VGG's and
-  // ResNet's 3x3 shapes; 64 channels lose at 75x75 and above).
-  const int CB4 = planes_alias(HW) ? 2 : HW * sizeof(float) <= 16384 ? 16 : 4;
+  // block's channel groups. Measured over VGG's, ResNet's and SSD's 3x3 shapes (pack phase, 4-128
+  // channels per block): 64 on planes of 16 KB and less (56x56 and below: fewer decisions per
+  // packed byte), 32 on larger planes (64 loses there, its rows no longer stay in cache across
+  // the taps), 8 where the planes alias in the L1 sets (224x224).
+  const int CB4 = planes_alias(HW) ? 2 : HW * sizeof(float) <= 16384 ? 16 : 8;
   const int C4full = Cg / 4;  // groups with 4 real channels
   for (int cb0 = 0; cb0 < C4; cb0 += CB4) {
     const int cb1 = std::min(C4, cb0 + CB4), cf1 = std::min(cb1, C4full);
