@@ -60,6 +60,32 @@ test('Q8Conv: native vs reference (groups, depthwise, strides, dilations, pads, 
   });
 });
 
+test('Q8Conv on inputs over 1 MB (channel max filled per thread, row by row): native vs reference, 1 and 2 threads', { skip }, () => {
+  // Planes of 10,000+ pixels whose (image, group) input exceeds 1 MB: each thread fills the channel
+  // max of the input rows its panels' taps touch. Strides skip rows (1x1 stride 2 reads only even
+  // rows), dilations, asymmetric pads, groups and a batch switch (image, group) between tasks.
+  const cases: ConvCase[] = [
+    { B: 1, C: 24, H: 112, W: 112, M: 8, group: 1, k: [3, 3], pads: [1, 1, 1, 1] },
+    { B: 2, C: 52, H: 100, W: 104, M: 10, group: 2, k: [3, 3], strides: [2, 2], pads: [1, 0, 0, 1] },
+    { B: 1, C: 24, H: 112, W: 112, M: 9, group: 1, k: [1, 1], strides: [2, 2] },
+    { B: 1, C: 24, H: 110, W: 110, M: 8, group: 1, k: [3, 3], dilations: [2, 2], pads: [2, 2, 2, 2] },
+  ];
+  const r = rng(21);
+  const qs = cases.map((c, ci) => q8ConvCase(c, ci, r, 0, 0));
+  const n = addon!, before = n.info().threads;
+  try {
+    for (const t of [1, 2]) {
+      n.setThreads(t);
+      forEachIsa((isa) => qs.forEach((q) => {
+        const { got, want } = both(q.n, q.inputs, q.constMask);
+        close(got, want, 1e-5, `${isa} threads ${t} ${q.what}`);
+      }));
+    }
+  } finally {
+    n.setThreads(before);
+  }
+});
+
 test('Q8Conv with one activation window per tap: native vs reference (strides 1-3, dilations, pads, odd C, batch)', { skip }, () => {
   const r = rng(12);
   const cases: ConvCase[] = [
