@@ -634,6 +634,19 @@ __attribute__((noinline)) static void q8_conv_tile1(const PackQ8Conv& P, const i
   alignas(64) int32_t sums[MI][NV * L];
   for (int i = 0; i < MI; i++)
     for (int j = 0; j < NV; j++) V::istore(&sums[i][j * L], acc[i][j]);
+  if (!e.res && ci0 + MI <= nch && (v0 + NV) * L <= npix) {
+    // Whole tile, no residual: the same steps without the per-vector tests (small-K layers spend
+    // most of their time here: 16->96 1x1 has 4 k-steps per tile).
+    F s[NV];
+    for (int j = 0; j < NV; j++) s[j] = V::fload(sa + (v0 + j) * L);
+    for (int i = 0; i < MI; i++) {
+      const F b = V::fset(bias ? bias[ci0 + i] : 0.f), sw = V::fset(ws[ci0 + i]);
+      float* o = out + (size_t)(ci0 + i) * ldo + v0 * L;
+      for (int j = 0; j < NV; j++)
+        V::fstore(o + j * L, clampv(V::add(V::mul(V::cvt(V::iload(&sums[i][j * L])), V::mul(s[j], sw)), b), e));
+    }
+    return;
+  }
   for (int i = 0; i < MI && ci0 + i < nch; i++) {
     const F b = V::fset(bias ? bias[ci0 + i] : 0.f), sw = V::fset(ws[ci0 + i]);
     for (int j = 0; j < NV; j++) {
@@ -900,6 +913,7 @@ constexpr int KC = 8192;
 template <int MI, int NV>
 __attribute__((noinline)) static void f32_conv_tile(const float* w /*[k][kCB] from chunk start*/, int kc, int ci0, int v0, const float* panel,
                           bool first, bool last, const float* bias, const Epi& e, float* out, size_t ldo, int nch, int npix) {
+  const bool whole = ci0 + MI <= nch && (v0 + NV) * L <= npix;
   F acc[MI][NV];
   for (int i = 0; i < MI; i++)
     for (int j = 0; j < NV; j++) {
@@ -924,6 +938,14 @@ __attribute__((noinline)) static void f32_conv_tile(const float* w /*[k][kCB] fr
   alignas(64) float sums[MI][NV * L];
   for (int i = 0; i < MI; i++)
     for (int j = 0; j < NV; j++) V::fstore(&sums[i][j * L], acc[i][j]);
+  if (whole && last && !e.res) {  // the same steps without the per-vector tests (as q8_conv_tile1)
+    for (int i = 0; i < MI; i++) {
+      const F b = V::fset(bias ? bias[ci0 + i] : 0.f);
+      float* o = out + (size_t)(ci0 + i) * ldo + v0 * L;
+      for (int j = 0; j < NV; j++) V::fstore(o + j * L, clampv(V::add(V::fload(&sums[i][j * L]), b), e));
+    }
+    return;
+  }
   for (int i = 0; i < MI && ci0 + i < nch; i++) {
     F b = V::fset(bias ? bias[ci0 + i] : 0.f);
     for (int j = 0; j < NV; j++) {
