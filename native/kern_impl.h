@@ -634,17 +634,24 @@ __attribute__((noinline)) static void q8_conv_tile1(const PackQ8Conv& P, const i
   alignas(64) int32_t sums[MI][NV * L];
   for (int i = 0; i < MI; i++)
     for (int j = 0; j < NV; j++) V::istore(&sums[i][j * L], acc[i][j]);
-  if (!e.res && ci0 + MI <= nch && (v0 + NV) * L <= npix) {
-    // Whole tile, no residual: the same steps without the per-vector tests (small-K layers spend
-    // most of their time here: 16->96 1x1 has 4 k-steps per tile).
+  if (ci0 + MI <= nch && (v0 + NV) * L <= npix) {
+    // Whole tile: the same steps without the per-vector tests (small-K layers spend most of their
+    // time here: 16->96 1x1 has 4 k-steps per tile).
     F s[NV];
     for (int j = 0; j < NV; j++) s[j] = V::fload(sa + (v0 + j) * L);
-    for (int i = 0; i < MI; i++) {
-      const F b = V::fset(bias ? bias[ci0 + i] : 0.f), sw = V::fset(ws[ci0 + i]);
-      float* o = out + (size_t)(ci0 + i) * ldo + v0 * L;
-      for (int j = 0; j < NV; j++)
-        V::fstore(o + j * L, clampv(V::add(V::mul(V::cvt(V::iload(&sums[i][j * L])), V::mul(s[j], sw)), b), e));
-    }
+    auto store = [&](auto res) {
+      for (int i = 0; i < MI; i++) {
+        const F b = V::fset(bias ? bias[ci0 + i] : 0.f), sw = V::fset(ws[ci0 + i]);
+        float* o = out + (size_t)(ci0 + i) * ldo + v0 * L;
+        for (int j = 0; j < NV; j++) {
+          F v = V::add(V::mul(V::cvt(V::iload(&sums[i][j * L])), V::mul(s[j], sw)), b);
+          if constexpr (decltype(res)::value) v = V::add(v, V::fload(e.res_at(o + j * L)));
+          V::fstore(o + j * L, clampv(v, e));
+        }
+      }
+    };
+    if (e.res) store(std::true_type{});
+    else store(std::false_type{});
     return;
   }
   for (int i = 0; i < MI && ci0 + i < nch; i++) {
@@ -938,12 +945,20 @@ __attribute__((noinline)) static void f32_conv_tile(const float* w /*[k][kCB] fr
   alignas(64) float sums[MI][NV * L];
   for (int i = 0; i < MI; i++)
     for (int j = 0; j < NV; j++) V::fstore(&sums[i][j * L], acc[i][j]);
-  if (whole && last && !e.res) {  // the same steps without the per-vector tests (as q8_conv_tile1)
-    for (int i = 0; i < MI; i++) {
-      const F b = V::fset(bias ? bias[ci0 + i] : 0.f);
-      float* o = out + (size_t)(ci0 + i) * ldo + v0 * L;
-      for (int j = 0; j < NV; j++) V::fstore(o + j * L, clampv(V::add(V::fload(&sums[i][j * L]), b), e));
-    }
+  if (whole && last) {  // the same steps without the per-vector tests (as q8_conv_tile1)
+    auto store = [&](auto res) {
+      for (int i = 0; i < MI; i++) {
+        const F b = V::fset(bias ? bias[ci0 + i] : 0.f);
+        float* o = out + (size_t)(ci0 + i) * ldo + v0 * L;
+        for (int j = 0; j < NV; j++) {
+          F v = V::add(V::fload(&sums[i][j * L]), b);
+          if constexpr (decltype(res)::value) v = V::add(v, V::fload(e.res_at(o + j * L)));
+          V::fstore(o + j * L, clampv(v, e));
+        }
+      }
+    };
+    if (e.res) store(std::true_type{});
+    else store(std::false_type{});
     return;
   }
   for (int i = 0; i < MI && ci0 + i < nch; i++) {
