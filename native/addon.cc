@@ -80,7 +80,7 @@ void* Scratch::get(size_t bytes) {
 }
 Scratch::~Scratch() { std::free(p); }
 
-constexpr int kSlots = 4;
+constexpr int kSlots = 5;
 
 // A parallel region hands out task indices through each thread's home range, `next` = (region
 // << 32) | index: a worker claims an index only while the region is still the one it joined, so a

@@ -438,13 +438,20 @@ static inline void for_each_run(const ConvGeom& G, int p0, int OHW, int v, Fn fn
   }
 }
 
-static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
+// Bytes of a panel's map (taps, then gather offsets), and the map's view of them.
+static size_t map_bytes(int khw) {
+  return ((sizeof(Tap) * khw * NVC + 63) & ~size_t(63)) + sizeof(int32_t) * khw * kPP;
+}
+static PixMap map_at(int khw, void* mem) {
   PixMap mp;
-  mp.khw = G.kh * G.kw;
-  size_t tb = (sizeof(Tap) * mp.khw * NVC + 63) & ~size_t(63);
-  auto* base = (char*)s.get(tb + sizeof(int32_t) * mp.khw * kPP + 64);
-  mp.taps = (Tap*)base;
-  mp.idx = (int32_t*)(base + tb);
+  mp.khw = khw;
+  mp.taps = (Tap*)mem;
+  mp.idx = (int32_t*)((char*)mem + ((sizeof(Tap) * khw * NVC + 63) & ~size_t(63)));
+  return mp;
+}
+
+static PixMap make_map_at(const ConvGeom& G, int p0, int OHW, void* mem) {
+  PixMap mp = map_at(G.kh * G.kw, mem);
   // Output-row runs of each vector: lanes [l0, l1) share output row oy, starting at column ox0.
   struct Run { int l0, l1, oy, ox0; };
   Run runs[NVC][L + 1];
@@ -506,6 +513,62 @@ static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
         e.mask[0] = V::bits(all);
       }
   return mp;
+}
+
+static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
+  return make_map_at(G, p0, OHW, s.get(map_bytes(G.kh * G.kw) + 64));
+}
+
+// Maps repeat down the image: two whole panels starting in the same column (p0 % OW), whose taps
+// all read rows 1 .. H-2, see the same runs, lanes and load kinds, their input offsets apart by
+// whole rows (on maps at least max(pads) + sw*L wide, every plain load stays inside the plane in
+// both). So each thread keeps, per start column, the map of the first such panel of the call, and
+// a later one takes it with `shift` to add to its plane pointers. The map was up to 40% of the
+// pack on 3-channel images (many taps, little to pack per tap), ~10% on 64 channels.
+struct MapCache { uint32_t tag = 0; void* buf = nullptr; };
+static MapCache g_map_cache[256];  // per pool thread (at most 256)
+
+struct MapPlan {
+  uint32_t tag = 0;     // the call; 0: no cache (make_map every panel)
+  int gcd = 1, nres = 0;  // start columns are multiples of gcd(kPP, OW): nres of them
+  size_t slot = 0;      // bytes per start column: 64 (its row) + the map
+};
+
+static MapPlan plan_maps(const ConvGeom& G, int OHW) {
+  MapPlan m;
+  const int pr = std::max(0, (G.OW - 1) * G.sw + (G.kw - 1) * G.dw + 1 - G.W - G.pl);
+  if ((G.sw != 1 && G.sw != 2) || G.W < std::max(G.pl, pr) + G.sw * L || OHW < 4 * kPP) return m;
+  int a = kPP, b = G.OW;
+  while (b) { int t = a % b; a = b; b = t; }
+  m.gcd = a;
+  m.nres = G.OW / a;
+  m.slot = 64 + ((map_bytes(G.kh * G.kw) + 63) & ~size_t(63));
+  if (m.slot * m.nres > (512u << 10)) return m;
+  static uint32_t calls = 0;
+  m.tag = ++calls ? calls : ++calls;  // never 0
+  return m;
+}
+
+static PixMap panel_map(const MapPlan& m, const ConvGeom& G, int p0, int OHW, int th, ptrdiff_t& shift) {
+  shift = 0;
+  const int oy0 = p0 / G.OW, oy1 = (p0 + kPP - 1) / G.OW;
+  if (!m.tag || p0 + kPP > OHW || oy0 * G.sh - G.pt < 1 || oy1 * G.sh - G.pt + (G.kh - 1) * G.dh > G.H - 2)
+    return make_map(G, p0, OHW, scratch(th, 0));
+  auto* base = (uint8_t*)scratch(th, 4).get(m.slot * m.nres + 64);
+  MapCache& mc = g_map_cache[th];
+  if (mc.tag != m.tag || mc.buf != base) {
+    for (int r = 0; r < m.nres; r++) *(int*)(base + r * m.slot) = -1;
+    mc.tag = m.tag;
+    mc.buf = base;
+  }
+  uint8_t* slot = base + (size_t)((p0 % G.OW) / m.gcd) * m.slot;
+  int& row = *(int*)slot;
+  if (row < 0) {
+    row = oy0;
+    return make_map_at(G, p0, OHW, slot + 64);
+  }
+  shift = (ptrdiff_t)(oy0 - row) * G.sh * G.W;
+  return map_at(G.kh * G.kw, slot + 64);
 }
 
 // ---------------------------------------------------------------- Conv, int8
@@ -753,6 +816,7 @@ struct ConvCtx {
   // per task in the thread's own scratch.
   int stage = 0, nchunk = 1, npt = 0;
   uint32_t lazy = 0;  // tap-major, cmax null: each thread fills the cmax rows it needs (cmax_rows; the call's tag)
+  MapPlan maps;       // per-thread pixel maps by panel start column (panel_map)
   uint8_t* spanel = nullptr;
   float* ssa = nullptr;
 };
@@ -859,10 +923,11 @@ static void conv_q8_task(void* vc, int task, int th) {
   const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * HW;
   const int phase = c.e->phase;
   if (phase != 2 && c.stage != 2) {
-    PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
-    if (c.lazy) q8_pack_panel_tm(P, mp, x, HW, cmax_rows(c, th, b, g, x, p0, npix), panel, sa);
-    else if (c.cmax) q8_pack_panel_tm(P, mp, x, HW, c.cmax + ((size_t)b * c.group + g) * HW, panel, sa);
-    else q8_pack_panel(P, mp, x, HW, panel, sa);
+    ptrdiff_t sh;  // the map's offsets are for planes at x + sh, cmax + sh
+    PixMap mp = panel_map(c.maps, G, p0, c.OHW, th, sh);
+    if (c.lazy) q8_pack_panel_tm(P, mp, x + sh, HW, cmax_rows(c, th, b, g, x, p0, npix) + sh, panel, sa);
+    else if (c.cmax) q8_pack_panel_tm(P, mp, x + sh, HW, c.cmax + ((size_t)b * c.group + g) * HW + sh, panel, sa);
+    else q8_pack_panel(P, mp, x + sh, HW, panel, sa);
   }
   if (phase != 1 && c.stage != 1) q8_conv_blocks(P, g, blk0, blk1, panel, sa, *c.e, c.out + (size_t)b * c.M * c.OHW + p0, c.OHW, npix);
 }
@@ -890,6 +955,7 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
     if (e.phase != 2) run_tasks(batch * P.group * ((G.H * G.W + kCmaxPix - 1) / kCmaxPix), cmax_task, &c, (double)batch * G.C * G.H * G.W * 4);
   }
   c.npt = batch * P.group * c.npanel;
+  c.maps = plan_maps(G, OHW);
   const int T = pool_threads();
   if (T > 1 && c.npt < 2 * T && P.Mg >= 256 && e.phase == 0) {
     // Fewer pixel panels than two per thread (7x7 maps: 48 + 1 pixels) leave threads idle: pack
@@ -992,7 +1058,9 @@ static void conv_f32_task(void* vc, int task, int th) {
     // run of channels shares one pixel-map entry.
     for (int q = 0; q < np; q++) {
       int p0 = (pp0 + q) * kPP;
-      PixMap mp = make_map(G, p0, c.OHW, scratch(th, 0));
+      ptrdiff_t sh;  // the map's offsets are for planes at x + sh
+      PixMap mp = panel_map(c.maps, G, p0, c.OHW, th, sh);
+      const float* xs = x + sh;
       float* panel = panels + (size_t)q * KC * kPP;
       if (P.tapmajor) {
         // Where channel planes alias in the L1 sets, the chunk's taps go in blocks of 16 channels
@@ -1007,7 +1075,7 @@ static void conv_f32_task(void* vc, int task, int th) {
             for (int v = 0; v < NVC; v++) {
               const Tap& e = mp.tap(t, v);
               float* dst = d0 + v * L;
-              const float* src = x + (size_t)ca * HW;
+              const float* src = xs + (size_t)ca * HW;
               const bool plain = plain_tap(e, [&](auto ld, int off) {
                 for (int r = 0; r < cb - ca; r++) V::fstore(dst + (size_t)r * kPP, ld(src + off + (size_t)r * HW));
               });
@@ -1018,7 +1086,7 @@ static void conv_f32_task(void* vc, int task, int th) {
       } else {
         int ch = k0 / khw, t = k0 % khw;
         for (int k = 0; k < kc; k++) {
-          for (int v = 0; v < NVC; v++) V::fstore(panel + (size_t)k * kPP + v * L, mp.load(x + (size_t)ch * HW, t, v));
+          for (int v = 0; v < NVC; v++) V::fstore(panel + (size_t)k * kPP + v * L, mp.load(xs + (size_t)ch * HW, t, v));
           if (++t == khw) { t = 0; ch++; }
         }
       }
@@ -1059,6 +1127,7 @@ static void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const f
   } else {
     // Up to 4 panels per task while every thread still gets several tasks.
     int tasks = batch * P.group * c.npanel;
+    c.maps = plan_maps(G, OHW);
     c.ppg = std::max(1, std::min(4, pool_threads() == 1 ? tasks : tasks / (4 * pool_threads())));
     int ngrp = (c.npanel + c.ppg - 1) / c.ppg;
     run_tasks(batch * P.group * ngrp, conv_f32_task, &c, (double)batch * OHW * P.M * P.Kg);

@@ -60,11 +60,15 @@ test('Q8Conv: native vs reference (groups, depthwise, strides, dilations, pads, 
   });
 });
 
-test('Q8Conv on inputs over 1 MB (channel max filled per thread, row by row): native vs reference, 1 and 2 threads', { skip }, () => {
+test('Q8Conv on larger maps (channel max filled per thread, pixel maps reused down the image): native vs reference, 1 and 2 threads', { skip }, () => {
   // Planes of 10,000+ pixels whose (image, group) input exceeds 1 MB: each thread fills the channel
   // max of the input rows its panels' taps touch. Strides skip rows (1x1 stride 2 reads only even
-  // rows), dilations, asymmetric pads, groups and a batch switch (image, group) between tasks.
+  // rows), dilations, asymmetric pads, groups and a batch switch (image, group) between tasks. All
+  // of these, and the 3-channel stems after them, are wide enough for the per-thread pixel maps
+  // (one per panel start column, reused rows further down).
   const cases: ConvCase[] = [
+    { B: 1, C: 3, H: 64, W: 70, M: 16, group: 1, k: [7, 7], strides: [2, 2], pads: [3, 3, 3, 3] },
+    { B: 2, C: 3, H: 40, W: 61, M: 8, group: 1, k: [3, 3], pads: [1, 1, 1, 1] },
     { B: 1, C: 24, H: 112, W: 112, M: 8, group: 1, k: [3, 3], pads: [1, 1, 1, 1] },
     { B: 2, C: 52, H: 100, W: 104, M: 10, group: 2, k: [3, 3], strides: [2, 2], pads: [1, 0, 0, 1] },
     { B: 1, C: 24, H: 112, W: 112, M: 9, group: 1, k: [1, 1], strides: [2, 2] },
@@ -76,10 +80,13 @@ test('Q8Conv on inputs over 1 MB (channel max filled per thread, row by row): na
   try {
     for (const t of [1, 2]) {
       n.setThreads(t);
-      forEachIsa((isa) => qs.forEach((q) => {
-        const { got, want } = both(q.n, q.inputs, q.constMask);
-        close(got, want, 1e-5, `${isa} threads ${t} ${q.what}`);
-      }));
+      forEachIsa((isa) => {
+        qs.forEach((q) => {
+          const { got, want } = both(q.n, q.inputs, q.constMask);
+          close(got, want, 1e-5, `${isa} threads ${t} ${q.what}`);
+        });
+        checkConvF32(both, r, cases, `${isa} threads ${t} `);  // the fp32 im2col takes the same maps
+      });
     }
   } finally {
     n.setThreads(before);
