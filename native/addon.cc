@@ -150,7 +150,7 @@ struct Pool {
     }
   }
   void start(int n) {
-    nthreads = n < 1 ? 1 : n;
+    nthreads = std::max(1, std::min(n, kMaxThreads));
     ranges.reset(new Range[nthreads]);
     while (scratch.size() < (size_t)nthreads * kSlots) scratch.emplace_back(new Scratch());
     stop = false;
@@ -217,7 +217,7 @@ static void set_threads(int n) {
   Pool& p = pool();
   std::lock_guard<std::mutex> g(p.call);
   if (n < 1) n = 1;
-  if (n > 256) n = 256;
+  if (n > kMaxThreads) n = kMaxThreads;
   if (n == p.nthreads) return;
   p.finish();
   p.start(n);

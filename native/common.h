@@ -121,6 +121,8 @@ using TaskFn = void (*)(void* ctx, int task, int thread);
 void parallel_for(int n, TaskFn fn, void* ctx);
 Scratch& scratch(int thread, int which);
 int pool_threads();
+// The pool never has more threads (kernels keep per-thread state in arrays of this size).
+constexpr int kMaxThreads = 256;
 
 // One kernel table per ISA.
 struct Kernels {

@@ -519,14 +519,33 @@ static PixMap make_map(const ConvGeom& G, int p0, int OHW, Scratch& s) {
   return make_map_at(G, p0, OHW, s.get(map_bytes(G.kh * G.kw) + 64));
 }
 
+// A fresh nonzero tag per conv call (taken under pool().call, as every conv entry holds it): the
+// per-thread state a call builds (pixel maps, channel-max rows) carries it, so the next call
+// starts clean.
+static uint32_t call_tag() {
+  static uint32_t n = 0;
+  return ++n ? n : ++n;
+}
+// One thread's state for a call: renew() says whether it must be rebuilt (another call, key or
+// buffer than it was built for) and takes the new ones.
+struct ThreadState {
+  uint32_t tag = 0;
+  int key = -1;
+  void* buf = nullptr;
+  bool renew(uint32_t t, int k, void* b) {
+    if (tag == t && key == k && buf == b) return false;
+    tag = t; key = k; buf = b;
+    return true;
+  }
+};
+
 // Maps repeat down the image: two whole panels starting in the same column (p0 % OW), whose taps
 // all read rows 1 .. H-2, see the same runs, lanes and load kinds, their input offsets apart by
 // whole rows (on maps at least max(pads) + sw*L wide, every plain load stays inside the plane in
 // both). So each thread keeps, per start column, the map of the first such panel of the call, and
 // a later one takes it with `shift` to add to its plane pointers. The map was up to 40% of the
 // pack on 3-channel images (many taps, little to pack per tap), ~10% on 64 channels.
-struct MapCache { uint32_t tag = 0; void* buf = nullptr; };
-static MapCache g_map_cache[256];  // per pool thread (at most 256)
+static ThreadState g_map_cache[kMaxThreads];
 
 struct MapPlan {
   uint32_t tag = 0;     // the call; 0: no cache (make_map every panel)
@@ -544,8 +563,7 @@ static MapPlan plan_maps(const ConvGeom& G, int OHW) {
   m.nres = G.OW / a;
   m.slot = 64 + ((map_bytes(G.kh * G.kw) + 63) & ~size_t(63));
   if (m.slot * m.nres > (512u << 10)) return m;
-  static uint32_t calls = 0;
-  m.tag = ++calls ? calls : ++calls;  // never 0
+  m.tag = call_tag();
   return m;
 }
 
@@ -555,12 +573,8 @@ static PixMap panel_map(const MapPlan& m, const ConvGeom& G, int p0, int OHW, in
   if (!m.tag || p0 + kPP > OHW || oy0 * G.sh - G.pt < 1 || oy1 * G.sh - G.pt + (G.kh - 1) * G.dh > G.H - 2)
     return make_map(G, p0, OHW, scratch(th, 0));
   auto* base = (uint8_t*)scratch(th, 4).get(m.slot * m.nres + 64);
-  MapCache& mc = g_map_cache[th];
-  if (mc.tag != m.tag || mc.buf != base) {
+  if (g_map_cache[th].renew(m.tag, 0, base))
     for (int r = 0; r < m.nres; r++) *(int*)(base + r * m.slot) = -1;
-    mc.tag = m.tag;
-    mc.buf = base;
-  }
   uint8_t* slot = base + (size_t)((p0 % G.OW) / m.gcd) * m.slot;
   int& row = *(int*)slot;
   if (row < 0) {
@@ -816,9 +830,10 @@ struct ConvCtx {
   // per task in the thread's own scratch.
   int stage = 0, nchunk = 1, npt = 0;
   uint32_t lazy = 0;  // tap-major, cmax null: each thread fills the cmax rows it needs (cmax_rows; the call's tag)
-  MapPlan maps;       // per-thread pixel maps by panel start column (panel_map)
+  MapPlan maps{};     // per-thread pixel maps by panel start column (panel_map)
   uint8_t* spanel = nullptr;
   float* ssa = nullptr;
+  size_t pbytes = 0, sfl = 0;  // int8 conv: bytes of one packed panel, floats of its scales (aligned)
 };
 
 // Channel max of |x| per pixel over n consecutive pixels of a (image, group): x and o at the first
@@ -860,8 +875,7 @@ static void cmax_task(void* vc, int task, int) {
 // taps touch just before the pack reads them; rows are tagged with the call and (image, group).
 // In-process A/B, 1 thread: 224x224 and 300x300 -5%, 150x150 -2%, 112x112 -1 to -4%; 2 threads
 // within 1%. On 56x56 and below it gained nothing (rows too short to stream), so those keep the pass.
-struct CmaxRows { uint32_t tag = 0; int bg = -1; void* buf = nullptr; };
-static CmaxRows g_cmax_rows[256];  // per pool thread (at most 256)
+static ThreadState g_cmax_rows[kMaxThreads];
 
 static const float* cmax_rows(const ConvCtx& c, int th, int b, int g, const float* x, int p0, int npix) {
   const ConvGeom& G = *c.G;
@@ -870,11 +884,7 @@ static const float* cmax_rows(const ConvCtx& c, int th, int b, int g, const floa
   auto* base = (uint8_t*)scratch(th, 3).get(vb + sizeof(float) * ((size_t)HW + 64));
   uint8_t* valid = base;
   float* plane = (float*)(base + vb);
-  CmaxRows& st = g_cmax_rows[th];
-  if (st.tag != c.lazy || st.bg != bg || st.buf != base) {
-    std::memset(valid, 0, G.H);
-    st.tag = c.lazy; st.bg = bg; st.buf = base;
-  }
+  if (g_cmax_rows[th].renew(c.lazy, bg, base)) std::memset(valid, 0, G.H);
   const int oy0 = p0 / G.OW, oy1 = (p0 + npix - 1) / G.OW;
   // runs of consecutive rows still missing, each in one pass
   int r0 = -1, r1 = -1;
@@ -916,8 +926,7 @@ static void conv_q8_task(void* vc, int task, int th) {
   int pp = task % c.npanel, g = (task / c.npanel) % c.group, b = task / (c.npanel * c.group);
   int p0 = pp * kPP, npix = std::min(kPP, c.OHW - p0);
   int Cg = G.C / c.group, HW = G.H * G.W;
-  int nab = P.ablock ? (P.Kg + P.ablock - 1) / P.ablock : 1;
-  const size_t pbytes = ((size_t)P.K4 * kPP * 4 + 63) & ~size_t(63), sfl = ((size_t)nab * kPP + 15) & ~size_t(15);
+  const size_t pbytes = c.pbytes, sfl = c.sfl;
   auto* panel = c.stage ? c.spanel + task * pbytes : (uint8_t*)scratch(th, 1).get(pbytes + 64);
   auto* sa = c.stage ? c.ssa + task * sfl : (float*)scratch(th, 2).get(sizeof(float) * sfl + 64);
   const float* x = c.X + ((size_t)b * G.C + (size_t)g * Cg) * HW;
@@ -947,8 +956,7 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
     return;
   }
   if (P.tapmajor && G.H * G.W >= 10000 && (size_t)(G.C / P.group) * G.H * G.W * sizeof(float) > (1u << 20) && e.phase == 0) {
-    static uint32_t calls = 0;
-    c.lazy = ++calls ? calls : ++calls;  // never 0
+    c.lazy = call_tag();
   } else if (P.tapmajor) {
     // one plane per (image, group) in thread 0's slot 3, which the tasks leave alone here
     c.cmax = (const float*)scratch(0, 3).get(sizeof(float) * ((size_t)batch * P.group * G.H * G.W + 64));
@@ -956,6 +964,9 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
   }
   c.npt = batch * P.group * c.npanel;
   c.maps = plan_maps(G, OHW);
+  const int nab = P.ablock ? (P.Kg + P.ablock - 1) / P.ablock : 1;
+  c.pbytes = ((size_t)P.K4 * kPP * 4 + 63) & ~size_t(63);
+  c.sfl = ((size_t)nab * kPP + 15) & ~size_t(15);
   const int T = pool_threads();
   if (T > 1 && c.npt < 2 * T && P.Mg >= 256 && e.phase == 0) {
     // Fewer pixel panels than two per thread (7x7 maps: 48 + 1 pixels) leave threads idle: pack
@@ -963,11 +974,9 @@ static void conv_q8(const PackQ8Conv& P, const ConvGeom& G, int batch, const flo
     // With fewer than 256 channels the second region costs more than it balances (960->160 on
     // 7x7 measured 35 -> 45 us at 2 threads; 160->960 38 -> 27 us, 512->2048 140 -> 107 us).
     c.nchunk = std::min(P.nblk, (4 * T + c.npt - 1) / c.npt);
-    const int nab = P.ablock ? (P.Kg + P.ablock - 1) / P.ablock : 1;
-    const size_t pbytes = ((size_t)P.K4 * kPP * 4 + 63) & ~size_t(63), sfl = ((size_t)nab * kPP + 15) & ~size_t(15);
     static Scratch shared;  // guarded by pool().call, as every conv entry holds it
-    c.spanel = (uint8_t*)shared.get((pbytes + sizeof(float) * sfl) * c.npt + 64);
-    c.ssa = (float*)(c.spanel + pbytes * c.npt);
+    c.spanel = (uint8_t*)shared.get((c.pbytes + sizeof(float) * c.sfl) * c.npt + 64);
+    c.ssa = (float*)(c.spanel + c.pbytes * c.npt);
     c.stage = 1;
     run_tasks(c.npt, conv_q8_task, &c, (double)batch * OHW * P.Kg * 16);
     c.stage = 2;
