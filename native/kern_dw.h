@@ -53,6 +53,10 @@ struct DwCtx {
   const struct DwFast* fast;  // unrolled kernels for this shape, or null
   bool direct;   // 3x3 straight from X (dw_direct_chunk)
   size_t xlen;   // floats in X
+  // direct path, per output vector v of a row: lanes inside the input row for tap kx
+  // (dmask[3v + kx]), and whether any lane is outside (dsel[v]): the same for every row and plane
+  const unsigned* dmask;
+  const bool* dsel;
 };
 
 // Lanes [lo, hi) of the L floats at p, others 0 (a masked load: faults suppressed; measured no
@@ -539,16 +543,11 @@ static void dw_direct_chunk(const DwCtx& c, const float* x, int ch, float bias, 
     }
     for (int v0 = 0; v0 < c.nv; v0++) {
       const int ox0 = v0 * L;
-      const bool sel = !(S * ox0 - G.pl >= 0 && S * (ox0 + L - 1) + 2 - G.pl < G.W);
+      const bool sel = c.dsel[v0];
       for (int py = 0; py < nr; py++) b.row[py] = rows[py] + S * ox0 - G.pl;
       b.nl = std::min(L, G.OW - ox0);
       if (sel)
-        for (int kx = 0; kx < 3; kx++) {
-          const int c0 = S * ox0 + kx - G.pl;  // input column of lane 0; lane l: c0 + S*l
-          const int lo = c0 >= 0 ? 0 : std::min(L, (-c0 + S - 1) / S);
-          const int hi = G.W - c0 <= 0 ? 0 : std::min(L, (G.W - c0 + S - 1) / S);
-          b.m[kx] = V::bits(hi <= lo ? 0u : (((hi >= 32 ? ~0u : (1u << hi) - 1)) & ~((1u << lo) - 1)));
-        }
+        for (int kx = 0; kx < 3; kx++) b.m[kx] = V::bits(c.dmask[3 * v0 + kx]);
       b.o = o + (size_t)r0 * G.OW + ox0;
       if (c.q8) kDwDirect.q[S - 1][sel][R - 1](b, wf, swv, bv, *c.e);
       else kDwDirect.f[S - 1][sel][R - 1](b, wf, bv, *c.e);
@@ -676,6 +675,25 @@ static void dw_conv(const void* P, bool q8, const ConvGeom& G, int batch, const 
   // measured per layer: direct wins for stride 2, for int8, and for fp32 rows of up to 2 vectors;
   // wider fp32 stride-1 rows are 4-7% faster through the buffer's aligned loads
   c.direct = c.fast && dw_direct_ok(G) && (G.sw == 2 || q8 || c.nv <= 2);
+  std::vector<unsigned> dmask;
+  std::unique_ptr<bool[]> dsel;
+  if (c.direct) {
+    const int S = G.sw;
+    dmask.resize(3 * (size_t)c.nv);
+    dsel.reset(new bool[c.nv]);
+    for (int v0 = 0; v0 < c.nv; v0++) {
+      const int ox0 = v0 * L;
+      dsel[v0] = !(S * ox0 - G.pl >= 0 && S * (ox0 + L - 1) + 2 - G.pl < G.W);
+      for (int kx = 0; kx < 3; kx++) {
+        const int c0 = S * ox0 + kx - G.pl;  // input column of lane 0; lane l: c0 + S*l
+        const int lo = c0 >= 0 ? 0 : std::min(L, (-c0 + S - 1) / S);
+        const int hi = G.W - c0 <= 0 ? 0 : std::min(L, (G.W - c0 + S - 1) / S);
+        dmask[3 * v0 + kx] = hi <= lo ? 0u : (((hi >= 32 ? ~0u : (1u << hi) - 1)) & ~((1u << lo) - 1));
+      }
+    }
+    c.dmask = dmask.data();
+    c.dsel = dsel.get();
+  }
   const int ntask = (c.nitems + c.ipt - 1) / c.ipt;
   run_tasks(ntask, dw_task, &c, (double)planes * G.OH * G.OW * K);
 }
