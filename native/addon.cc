@@ -873,6 +873,27 @@ ENTRY(ErfF32)
   return unary_f32(env, info, "erfF32", &Kernels::erf_f32);
 END
 
+// firstNaNF32(X) -> index of the first NaN in X, or -1. Blocks of 256 are tested without
+// branches (the compiler vectorizes the unordered compares); the block that has one is scanned.
+// run() checks every float input this way: 150,528 values of a 224x224 image took 93 us in JS.
+ENTRY(FirstNaNF32)
+  Args a(env, info, 1, "firstNaNF32");
+  const size_t n = a.len(0, "X");
+  const float* x = a.arr<float>(0, napi_float32_array, n, "X");
+  double at = -1;
+  for (size_t b = 0; b < n && at < 0; b += 256) {
+    const size_t e = std::min(n, b + 256);
+    int bad = 0;
+    for (size_t i = b; i < e; i++) bad |= x[i] != x[i];
+    if (bad)
+      for (size_t i = b; i < e; i++)
+        if (x[i] != x[i]) { at = (double)i; break; }
+  }
+  napi_value v;
+  napi_create_double(env, at, &v);
+  return v;
+END
+
 // globalAvgF32(X, size, out): out[p] = mean of X[p*size .. (p+1)*size) for each plane p, as the
 // reference takes it (a float64 sum in order, divided, rounded to float32). Eight planes at a time
 // keep eight independent add chains in flight; each plane's sum is still sequential.
@@ -996,7 +1017,7 @@ NAPI_MODULE_INIT() {
       {"info", Info}, {"setThreads", SetThreads}, {"setIsa", SetIsa},
       {"packF32", PackF32}, {"gemmF32", GemmF32}, {"packI8", PackI8}, {"gemmQ8", GemmQ8},
       {"packConvF32", PackConvF32}, {"convF32", ConvF32}, {"packConvI8", PackConvI8}, {"convQ8", ConvQ8}, {"convQ8Phase", ConvQ8Phase}, {"peak", Peak},
-      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"transpose32", Transpose32}, {"layerNormF32", LayerNormF32}, {"matmulF32", MatmulF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32}, {"globalAvgF32", GlobalAvgF32},
+      {"maxPoolF32", MaxPoolF32}, {"binaryF32", BinaryF32}, {"transpose32", Transpose32}, {"layerNormF32", LayerNormF32}, {"matmulF32", MatmulF32}, {"softmaxF32", SoftmaxF32}, {"reluF32", ReluF32}, {"erfF32", ErfF32}, {"globalAvgF32", GlobalAvgF32}, {"firstNaNF32", FirstNaNF32},
   };
   for (auto& f : fns) {
     napi_value v;

@@ -21,6 +21,7 @@ import { perElementType } from './ops/tensor-helpers.js';
 import { WorkerModel } from './worker.js';
 import { quantizeModel, type QuantizeOptions, type QuantReport } from './quant/quantize.js';
 import { getBackend, listBackends, resolveBackend, type BackendChoice } from './kernels/registry.js';
+import { nativeAddon } from './kernels/native/index.js';
 
 export interface LoadOptions extends SessionOptions {
   /**
@@ -208,6 +209,8 @@ function sessionOptions(o: LoadOptions): SessionOptions & { worker?: boolean; al
 
 /** Index of the first NaN in a float tensor, or -1 (other dtypes have none). */
 export function firstNaN(t: Tensor): number {
+  const native = nativeAddon();
+  if (t.dtype === 'float32' && native?.firstNaNF32) return native.firstNaNF32(t.data as Float32Array);
   if (t.dtype === 'float32' || t.dtype === 'float64') return nanScanFor(t.data)(t.data as Float64Array);
   if (t.dtype === 'float16' || t.dtype === 'bfloat16') {
     const d = t.data as Uint16Array;

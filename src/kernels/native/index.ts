@@ -84,6 +84,8 @@ export interface NativeAddon {
   erfF32?(X: Float32Array, out: Float32Array): void;
   /** GlobalAveragePool: out[p] = mean of the `size` values of plane p (float64 sum in order). */
   globalAvgF32?(X: Float32Array, size: number, out: Float32Array): void;
+  /** Index of the first NaN in X, or -1 (the input check of Model.run). */
+  firstNaNF32?(X: Float32Array): number;
   /** A register-only loop of the int8 dot ('int8') or FMA ('f32') on the calling thread. */
   peak(kind: 'int8' | 'f32', iterations: number): { ops: number; seconds: number };
 }
