@@ -493,6 +493,14 @@ test('thread counts give the same results', { skip }, () => {
   const g2 = Int32Array.from([1, 2 * C1, 7, 7, 1, 1, 1, 1, 1, 1, 0, 0, 7, 7]), res2 = floats(r, 2 * M1 * 49, 7);
   const [C3, M3] = [520, 264], x3 = floats(r, C3 * 49, 7), w3 = int8s(r, M3 * C3 * 9), s3 = scales(r, M3), wf3 = floats(r, M3 * C3 * 9);
   const g3 = Int32Array.from([1, C3, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 7, 7]);
+  // Depthwise (int8 and fp32), items of planes and row chunks over the threads: 3x3 stride 1 and 2
+  // read X directly; 5x5 goes through the row buffer; dilation 2 is the generic path.
+  const dws = [[20, 17, 15, 3, 1, 1, 1], [12, 23, 30, 3, 2, 1, 1], [9, 40, 21, 5, 1, 1, 2], [6, 13, 19, 3, 1, 2, 2]].map(([C, H, W, k, s, d, p]) => {
+    const OH = Math.floor((H! + 2 * p! - d! * (k! - 1) - 1) / s!) + 1, OW = Math.floor((W! + 2 * p! - d! * (k! - 1) - 1) / s!) + 1;
+    const K = k! * k!;
+    return { x: floats(r, C! * H! * W!, W!), geo: Int32Array.from([1, C!, H!, W!, k!, k!, s!, s!, d!, d!, p!, p!, OH, OW]), n: C! * OH * OW,
+      pq: () => n.packConvI8(int8s(rng(C!), C! * K), scales(rng(H!), C!), C!, K, C!, 0, 0, K), pf: () => n.packConvF32(floats(rng(W!), C! * K), C!, K, C!, K) };
+  });
   const outs: Float32Array[][] = [];
   try {
     for (const t of [1, 2, 3]) {
@@ -508,7 +516,13 @@ test('thread counts give the same results', { skip }, () => {
       const o3 = new Float32Array(M3 * 49), f3 = new Float32Array(M3 * 49);
       n.convQ8(x3, g3, n.packConvI8(w3, s3, M3, C3 * 9, 1, 0, 0, 9), null, 0, 0, 0, o3);
       n.convF32(x3, g3, n.packConvF32(wf3, M3, C3 * 9, 1, 9), null, 0, 0, 0, f3);
-      outs.push([out, cout, o1, o2, o3, f3]);
+      const dw = dws.flatMap((d) => {
+        const q = new Float32Array(d.n), f = new Float32Array(d.n);
+        n.convQ8(d.x, d.geo, d.pq(), null, 0, 0, 0, q);
+        n.convF32(d.x, d.geo, d.pf(), null, 0, 0, 0, f);
+        return [q, f];
+      });
+      outs.push([out, cout, o1, o2, o3, f3, ...dw]);
     }
   } finally {
     n.setThreads(before);
