@@ -338,21 +338,39 @@ function resolveReshape(from: readonly number[], to: number[]): number[] | null 
   return out.reduce((a, b) => a * b, 1) === total && out.every((d) => d > 0) ? out : null;
 }
 
-/** Fold a following Relu / Clip (constant bounds) into the Q8 node when it is the only consumer. */
+/**
+ * Fold what alone consumes a Q8 node's output into it: for a Q8Gemm without bias, an Add of a
+ * constant float32 bias [N] (exported MatMuls keep the bias in a separate Add; the kernels add it in
+ * their store, as fround(y + b) like the Add), then a Relu / Clip with constant bounds.
+ */
 function fuseActivations(model: Model, _old: Map<string, Node[]>, graphOutputs: Set<string>, fed: Set<string>): void {
   const g = model.graph;
   const consumers = new Map<string, Node[]>();
   for (const n of g.nodes) for (const i of n.inputs) if (i) { const l = consumers.get(i) ?? []; l.push(n); consumers.set(i, l); }
   const drop = new Set<Node>();
   const opset = opsetOf(model, '');
+  const soleUser = (out: string): Node | undefined => {
+    if (graphOutputs.has(out)) return undefined;
+    const users = consumers.get(out) ?? [];
+    return users.length === 1 && users[0]!.domain === '' ? users[0] : undefined;
+  };
   for (const n of g.nodes) {
     if (n.domain !== 'q8' || (n.opType !== 'Q8Gemm' && n.opType !== 'Q8Conv')) continue;
+    let a = soleUser(n.outputs[0]!);
+    if (a && a.opType === 'Add' && n.opType === 'Q8Gemm' && n.inputs.length === 3 && a.inputs.length === 2) {
+      const out = n.outputs[0]!;
+      const other = a.inputs[0] === out ? a.inputs[1] : a.inputs[1] === out ? a.inputs[0] : undefined;
+      const b = other && other !== out ? constOf(g, fed, other) : undefined;
+      const N = g.initializers.get(n.inputs[1]!)?.shape[0];
+      if (b && b.dtype === 'float32' && b.rank === 1 && b.size === N) {
+        n.inputs.push(other!);
+        n.outputs = [a.outputs[0]!];
+        drop.add(a);
+        a = soleUser(n.outputs[0]!);
+      }
+    }
     const out = n.outputs[0]!;
-    if (graphOutputs.has(out)) continue;
-    const users = consumers.get(out) ?? [];
-    if (users.length !== 1) continue;
-    const a = users[0]!;
-    if (a.domain !== '' || a.inputs[0] !== out) continue;
+    if (!a || a.inputs[0] !== out) continue;
     if (a.opType === 'Relu') {
       n.attrs['activation'] = { type: 'string', value: 'Relu' };
     } else if (a.opType === 'Clip') {

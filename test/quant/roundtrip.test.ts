@@ -70,6 +70,41 @@ for (const opts of [{}, { weightWindow: 32 }, { weightWindow: 64, activationWind
   });
 }
 
+test('a MatMul bias Add (then Relu) folds into the Q8Gemm: same bits as the separate Add', () => {
+  // Exported Linear layers are MatMul + Add(bias). Folded, the kernel adds the bias in its store.
+  // A model whose bias is fed (not constant) keeps the Add and is the expected result.
+  const make = (fedBias: boolean, biasShape: number[]) => {
+    const b = new Builder(rng(31));
+    const x = b.input('x', [2, 3, 24]);
+    const [mm] = b.node('MatMul', [x, b.weight('w', [24, 10], 0.5)], {}, 1, 'fc');
+    const bias = fedBias ? b.input('bias', biasShape) : b.init('bias', Tensor.from('float32', biasShape, randomArray(rng(33), 10, 0.5)));
+    const [ad] = b.node('Add', [bias, mm!]);
+    const [r] = b.node('Relu', [ad!]);
+    const [mm2] = b.node('MatMul', [r!, b.weight('w2', [10, 7], 0.5)], {}, 1, 'fc2');
+    const [ad2] = b.node('Add', [mm2!, b.weight('bias2', [7], 0.5)]);
+    b.output(ad2!);
+    return b.model;
+  };
+  const x = Tensor.from('float32', [2, 3, 24], randomArray(rng(32), 144, 1));
+  const folded = quantizeModel(make(false, [10])).model;
+  const kept = quantizeModel(make(true, [10])).model;
+  const bias = Tensor.from('float32', [10], randomArray(rng(33), 10, 0.5));
+  const { nodes, session } = q8Nodes(folded);
+  assert.deepEqual(nodes.map((n) => [n.name, n.inputs.length, n.attrs['activation']?.value ?? '']), [['fc', 4, 'Relu'], ['fc2', 4, '']]);
+  const adds = (m: Model) => m.graph.nodes.filter((n) => /^Add/.test(n.opType)).length;  // Add, or q8.AddAct with the Relu
+  assert.equal(adds(session.model), 0);
+  assert.ok(!session.model.graph.nodes.some((n) => n.opType === 'Relu'));
+  const sk = Session.create(cloneModel(kept));
+  assert.equal(adds(sk.model), 1, 'a fed bias stays an Add');
+  const got = session.runSync({ x })[session.outputs[0]!.name]!;
+  const want = sk.runSync({ x, bias })[sk.outputs[0]!.name]!;
+  assert.deepEqual([...got.data as Float32Array], [...want.data as Float32Array]);
+  // A bias that is not [N] (here [1, 10]: it could broadcast to another shape) stays an Add.
+  const other = q8Nodes(quantizeModel(make(false, [1, 10])).model);
+  assert.equal(other.nodes[0]!.inputs.length, 3);
+  assert.equal(adds(other.session.model), 1);
+});
+
 test('the file is ~4x smaller and the report adds up', () => {
   const fp = smallCnn(4, { channels: 64, fc: 512 });
   const { model: q, report } = quantizeModel(fp, { samples: [{ image: randomImages(2, 1) }] });
