@@ -365,7 +365,8 @@ const Slice: OpSchema = {
       if (n > 0) off += s * xs[a]!;
       sStr[a] = xs[a]! * step;
     });
-    const out = alloc(ctx, x.dtype, outShape);
+    checkShape(outShape, 'output shape');
+    const out = ctx.allocOutput(x.dtype, outShape);  // every element is written
     copyStrided(outShape, out.data, 0, stridesOf(outShape), x.data, off, sStr);
     return [out];
   },

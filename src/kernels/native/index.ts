@@ -271,7 +271,8 @@ const bits32 = (d: Float32Array | Int32Array | Uint32Array) => (d instanceof Flo
 /**
  * Transpose of 4-byte elements (float32, int32, uint32); small tensors and other dtypes run the
  * reference (which also names a bad perm). Unit dims are dropped and output dims that stay adjacent
- * in the input are merged, so BERT's head split is a run copy and Kᵀ one tiled 2-D transpose.
+ * in the input are merged, so BERT's head split is a run copy and Kᵀ one tiled 2-D transpose; a
+ * transpose that only moves unit dims is a reshape (a view, no copy).
  */
 function compileTranspose(args: CompileArgs): Kernel | null {
   const n = addon!;
@@ -289,6 +290,8 @@ function compileTranspose(args: CompileArgs): Kernel | null {
       const k = dims.length - 1;
       if (k >= 0 && strides[k] === st * d) { dims[k]! *= d; strides[k] = st; } else { dims.push(d); strides.push(st); }
     }
+    // Only unit dims move (BERT's [1,128,768] <-> [128,1,768]): the same values in the same order.
+    if (dims.length === 0 || (dims.length === 1 && strides[0] === 1)) return [x.reshape(perm.map((p) => x.shape[p]!))];
     const Y = ctx.allocOutput(x.dtype, perm.map((p) => x.shape[p]!));
     n.transpose32(bits32(x.data as Float32Array), Int32Array.from(dims), Int32Array.from(strides), bits32(Y.data as Float32Array));
     return [Y];
