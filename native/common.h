@@ -150,6 +150,8 @@ struct Kernels {
   void (*erf_f32)(const float* x, size_t n, float* out);
   // q8.LayerNorm over rows of C: (x - mean) / sqrt(var + eps) * gamma + beta.
   void (*layernorm_f32)(const float* x, int rows, int C, const float* gamma, const float* beta, float eps, float* out);
+  // q8.Gelu, the exported erf GELU chain in its own float32 steps: ((x * (erf(x / div) + add)) * mul).
+  void (*gelu_f32)(const float* x, size_t n, float div, float add, float mul, float* out);
 };
 
 extern const Kernels kern_avx512vnni, kern_avxvnni, kern_avx2, kern_scalar;

@@ -10,7 +10,6 @@
 // unrolled blocks over the same buffer, and 3x3 mostly skips the copy (dw_direct_chunk).
 
 #if Q8_W == 512
-static inline F dw_div(F a, F b) { return _mm512_div_ps(a, b); }
 // lanes 0, 2, 4, ... (odd: 1, 3, 5, ...) of the 2L values a:b
 static inline F dw_even(F a, F b) {
   const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -22,7 +21,6 @@ static inline F dw_odd(F a, F b) {
 }
 constexpr int DW_NUF = 8, DW_NUQ = 8;  // units per step (fp32 / int8): 8 (+8) zmm accumulators
 #else
-static inline F dw_div(F a, F b) { return _mm256_div_ps(a, b); }
 static inline F dw_even(F a, F b) {
   __m256 t = _mm256_shuffle_ps(a, b, 0x88);  // a0 a2 b0 b2 | a4 a6 b4 b6
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
@@ -225,7 +223,7 @@ static void dw_q8_chunk(const DwCtx& c, const float* buf, const float* abuf, int
       }
       for (int u = 0; u < NU; u++) {
         inv[wi * NU + u] = V::inv127(am[u]);
-        sav[wi * NU + u] = dw_div(am[u], V::fset(127.f));
+        sav[wi * NU + u] = V::div(am[u], V::fset(127.f));
       }
     }
     F acc[NU];
@@ -357,7 +355,7 @@ static void dwq_block(const DwBlk& b, const float* w, F swv, F bv, const Epi& e)
   F sa[R][NB];
   for (int ri = 0; ri < R; ri++)
     for (int j = 0; j < NB; j++) {
-      sa[ri][j] = V::mul(dw_div(inv[ri][j], V::fset(127.f)), swv);
+      sa[ri][j] = V::mul(V::div(inv[ri][j], V::fset(127.f)), swv);
       inv[ri][j] = V::inv127(inv[ri][j]);
       d[ri][j] = V::fzero();
     }
@@ -469,7 +467,7 @@ static void dwqd_block(const DwDir& b, const float* w, F swv, F bv, const Epi& e
   for (int ri = 0; ri < R; ri++) inv[ri] = V::fzero();
   dwd_rows<S, R, SEL, true>(b, [&](int, int, int ri, F av) { inv[ri] = V::max(inv[ri], av); });  // amax so far
   for (int ri = 0; ri < R; ri++) {
-    sa[ri] = V::mul(dw_div(inv[ri], V::fset(127.f)), swv);
+    sa[ri] = V::mul(V::div(inv[ri], V::fset(127.f)), swv);
     inv[ri] = V::inv127(inv[ri]);
     d[ri] = V::fzero();
   }

@@ -1407,6 +1407,25 @@ static inline F verf(F x) {
 
 static void erf_f32(const float* x, size_t n, float* out) { unary_run<verf>(x, n, out, 40); }
 
+// q8.Gelu: the five ops of the exported chain in one pass, each step rounded to float32 as the
+// separate kernels round it (Div, this Erf, Add, Mul, Mul), so the fused graph gives the same bits.
+struct GeluCtx { const float* x; size_t n; float div, add, mul; float* out; };
+static inline F vgelu(F x, F d, F a, F m) { return V::mul(V::mul(x, V::add(verf(V::div(x, d)), a)), m); }
+static void gelu_task(void* vc, int t, int) {
+  auto& c = *(GeluCtx*)vc;
+  const F d = V::fset(c.div), a = V::fset(c.add), m = V::fset(c.mul);
+  size_t i0 = (size_t)t * kEwChunk, i1 = std::min(c.n, i0 + kEwChunk), i = i0;
+  for (; i + L <= i1; i += L) V::fstore(c.out + i, vgelu(V::fload(c.x + i), d, a, m));
+  if (i < i1) {
+    M k = V::first((int)(i1 - i));
+    V::fstorem(c.out + i, vgelu(V::floadm(c.x + i, k), d, a, m), k);
+  }
+}
+static void gelu_f32(const float* x, size_t n, float div, float add, float mul, float* out) {
+  GeluCtx c{x, n, div, add, mul, out};
+  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), gelu_task, &c, (double)n * 44);
+}
+
 struct LnCtx { const float* x; int rows, C, rpt; const float* g; const float* b; float eps; float* out; };
 
 // The reference's steps per row: mean (summed in double like the reference, so the float32 mean
@@ -1523,6 +1542,7 @@ static void relu_f32(const float* x, size_t n, float* out) { unary_run<relu1>(x,
 
 const Kernels Q8_TABLE = {Q8_NAME, V::kU8, Q8_NS::gemm_q8, Q8_NS::conv_q8, Q8_NS::gemm_f32, Q8_NS::conv_f32,
                           Q8_NS::peak_i8, Q8_NS::peak_f32, Q8_NS::maxpool_f32, Q8_NS::binary_f32,
-                          Q8_NS::softmax_f32, Q8_NS::relu_f32, Q8_NS::erf_f32, Q8_NS::layernorm_f32};
+                          Q8_NS::softmax_f32, Q8_NS::relu_f32, Q8_NS::erf_f32, Q8_NS::layernorm_f32,
+                          Q8_NS::gelu_f32};
 
 }  // namespace q8

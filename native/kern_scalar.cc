@@ -228,6 +228,13 @@ void layernorm_f32(const float* x, int rows, int C, const float* gamma, const fl
   }
 }
 
+void gelu_f32(const float* x, size_t n, float div, float add, float mul, float* out) {
+  for (size_t i = 0; i < n; i++) {
+    const float v = x[i], d = v / div, e = std::erf(d), s = e + add, p = v * s;
+    out[i] = p * mul;
+  }
+}
+
 void relu_f32(const float* x, size_t n, float* out) {
   for (size_t i = 0; i < n; i++) { float v = x[i]; out[i] = v > 0.f ? v : v == v ? 0.f : v; }
 }
@@ -243,6 +250,6 @@ void conv_f32(const PackF32Conv& P, const ConvGeom& G, int batch, const float* X
 }
 
 const Kernels kern_scalar = {"scalar", false, gemm_q8, conv_q8, gemm_f32, conv_f32, nullptr, nullptr, maxpool_f32, binary_f32, softmax_f32,
-                             relu_f32, erf_f32, layernorm_f32};
+                             relu_f32, erf_f32, layernorm_f32, gelu_f32};
 
 }  // namespace q8

@@ -258,6 +258,7 @@ export function optimize(model: Model, opts: { fold?: boolean } = {}): void {
     foldConstants(model);
     removeNoOps(model);
     fuseLayerNorms(model);
+    fuseGelus(model);
     fuseActivations(model);
     fuseResiduals(model);
   }
@@ -360,6 +361,50 @@ export function fuseLayerNorms(model: Model): void {
     mean.inputs = [x, gamma!, beta!];
     mean.outputs = [addB.outputs[0]!];
     mean.attrs = { epsilon: { type: 'float', value: eps } };
+  }
+  if (removed.size) g.nodes = g.nodes.filter((n) => !removed.has(n));
+}
+
+/**
+ * PyTorch exports the erf GELU (nn.GELU, F.gelu) as five float32 ops: Div(x, √2) → Erf → Add(·, 1) →
+ * Mul(x, ·) → Mul(·, 0.5). They become one q8.Gelu {div, add, mul} that takes the same steps in one
+ * pass (BERT-base: 12 chains over 128x3072 values a run). Constant scalar div, add and mul, the
+ * commutative operands in either order, and every intermediate read only inside the chain.
+ */
+export function fuseGelus(model: Model): void {
+  const g = model.graph;
+  const readers = new Map<string, Node[]>();
+  for (const n of g.nodes) for (const i of nodeReads(n)) { const l = readers.get(i) ?? []; l.push(n); readers.set(i, l); }
+  const outputs = new Set(g.outputs.map((o) => o.name));
+  const next = (v: string, op: string): Node | null => {
+    const r = readers.get(v) ?? [];
+    const n = r.length === 1 && !outputs.has(v) ? r[0]! : null;
+    return n && n.domain === '' && n.opType === op && n.inputs.length === (op === 'Erf' ? 1 : 2) && n.outputs.length === 1 ? n : null;
+  };
+  const scalar = (name: string | undefined): number | undefined => {
+    const t = name ? g.initializers.get(name) : undefined;
+    return t && t.dtype === 'float32' && t.size === 1 ? t.num(0) : undefined;
+  };
+  const other = (n: Node, v: string) => (n.inputs[0] === v ? n.inputs[1] : n.inputs[1] === v ? n.inputs[0] : undefined);
+  const removed = new Set<Node>();
+  for (const div of g.nodes) {
+    if (div.domain !== '' || div.opType !== 'Div' || div.inputs.length !== 2 || removed.has(div)) continue;
+    const x = div.inputs[0]!, dv = scalar(div.inputs[1]);
+    if (dv === undefined || !x) continue;
+    const erf = next(div.outputs[0]!, 'Erf');
+    const add = erf && next(erf.outputs[0]!, 'Add');
+    const ad = add ? scalar(other(add, erf!.outputs[0]!)) : undefined;
+    const mx = add && ad !== undefined ? next(add.outputs[0]!, 'Mul') : null;
+    if (!mx || other(mx, add!.outputs[0]!) !== x) continue;
+    const mh = next(mx.outputs[0]!, 'Mul');
+    const ml = mh ? scalar(other(mh, mx.outputs[0]!)) : undefined;
+    if (!mh || ml === undefined) continue;
+    for (const n of [erf!, add!, mx, mh]) removed.add(n);
+    div.opType = 'Gelu';
+    div.domain = 'q8';
+    div.inputs = [x];
+    div.outputs = [mh.outputs[0]!];
+    div.attrs = { div: { type: 'float', value: dv }, add: { type: 'float', value: ad! }, mul: { type: 'float', value: ml } };
   }
   if (removed.size) g.nodes = g.nodes.filter((n) => !removed.has(n));
 }

@@ -322,13 +322,13 @@ type Compile = (a: CompileArgs) => Kernel | null;
 
 /** Ops a backend may add to the five every fast backend has, with their domains. */
 const OPTIONAL = [
-  ['MaxPool', ''], ['GlobalAveragePool', ''], ['Relu', ''], ['Erf', ''], ['Add', ''], ['Sub', ''], ['Mul', ''], ['Div', ''], ['Softmax', ''], ['Transpose', ''], ['AddAct', 'q8'], ['LayerNorm', 'q8'],
+  ['MaxPool', ''], ['GlobalAveragePool', ''], ['Relu', ''], ['Erf', ''], ['Add', ''], ['Sub', ''], ['Mul', ''], ['Div', ''], ['Softmax', ''], ['Transpose', ''], ['AddAct', 'q8'], ['LayerNorm', 'q8'], ['Gelu', 'q8'],
 ] as const;
 
 /**
  * A backend's fast kernels; each compiles to null (the reference runs) until `ready()`. The
  * memory-bound ops in OPTIONAL (MaxPool, GlobalAveragePool, Relu, Erf, the binary arithmetic, Softmax, Transpose,
- * q8.AddAct, q8.LayerNorm) are optional: a backend without them leaves them to the reference.
+ * q8.AddAct, q8.LayerNorm, q8.Gelu) are optional: a backend without them leaves them to the reference.
  */
 export function fastKernels(
   ready: () => boolean,

@@ -6,6 +6,7 @@
  * `AddAct` {activation: 'Relu'} is ONNX Add followed by Relu (a residual block's join), so the
  * backends add and clamp in one pass over memory; its reference is ONNX Add then the activation.
  * `LayerNorm` is the nine-op last-axis LayerNorm chain of PyTorch exports (graph/passes.ts fuseLayerNorms).
+ * `Gelu` {div, add, mul} is the five-op erf GELU chain of PyTorch exports (graph/passes.ts fuseGelus).
  * A ConvAct or q8.Q8Conv with attribute `residual` = i (graph/passes.ts fuseResiduals) also reads a
  * residual Z at input i: Y = activation(conv(X) + Z), the Conv, Add and activation of a residual
  * block's join; its reference runs exactly those three steps (see withResidual).
@@ -14,7 +15,7 @@ import { Q8Error } from '../core/errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Attrs } from './attrs.js';
 import { ops as convOps } from './conv.js';
-import { ops as elementwiseOps } from './elementwise.js';
+import { erf, ops as elementwiseOps } from './elementwise.js';
 import type { Kernel, KernelContext, OpSchema } from './registry.js';
 
 const conv = convOps.find((o) => o.opType === 'Conv')!;
@@ -97,8 +98,28 @@ function layerNorm(inputs: readonly (Tensor | undefined)[], ctx: KernelContext):
   return [Y];
 }
 
+/**
+ * q8.Gelu(X) {div, add, mul}: PyTorch's exported erf GELU, Div(x, div) → Erf → Add(add) → Mul(x) →
+ * Mul(mul), each step rounded to float32 as the unfused graph rounds it.
+ */
+function gelu(inputs: readonly (Tensor | undefined)[], ctx: KernelContext): Tensor[] {
+  const [X] = inputs;
+  if (!X || X.dtype !== 'float32') throw new Q8Error('Gelu needs float32 X');
+  const f = Math.fround;
+  const dv = f(ctx.attrs.float('div', Math.SQRT2)), ad = f(ctx.attrs.float('add', 1)), ml = f(ctx.attrs.float('mul', 0.5));
+  const x = X.data as Float32Array;
+  const Y = ctx.allocOutput('float32', X.shape);
+  const y = Y.data as Float32Array;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    y[i] = f(f(v * f(f(erf(f(v / dv))) + ad)) * ml);
+  }
+  return [Y];
+}
+
 export const ops: OpSchema[] = [
   { opType: 'LayerNorm', domain: 'q8', run: layerNorm },
+  { opType: 'Gelu', domain: 'q8', run: gelu },
   {
     opType: 'ConvAct',
     domain: 'q8',

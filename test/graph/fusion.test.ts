@@ -236,3 +236,38 @@ test('the nine-op LayerNorm chain of PyTorch exports becomes one q8.LayerNorm wi
     for (let i = 0; i < b.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 2e-6 * (1 + Math.abs(b[i]!)), `${leak} y[${i}]: ${a[i]} vs ${b[i]}`);
   }
 });
+
+test('the five-op erf GELU chain of PyTorch exports becomes one q8.Gelu with the same bits; a chain read elsewhere stays', () => {
+  // x -> Div(√2) -> Erf -> Add(1) -> Mul(x) -> Mul(0.5); `swap` puts the commutative operands the
+  // other way round, `leak` makes an intermediate a graph output (no fusion then).
+  // Constants other than √2, 1 and 0.5 (`odd`) make every step's rounding count.
+  const build = (swap: boolean, leak: boolean, odd = false): Model => {
+    const g = emptyGraph('gelu');
+    g.inputs.push({ name: 'x', dtype: 'float32', shape: [3, 40] });
+    g.initializers.set('sqrt2', new Tensor('float32', [], Float32Array.of(odd ? 1.7 : Math.SQRT2)));
+    g.initializers.set('one', new Tensor('float32', [], Float32Array.of(odd ? 1.3 : 1)));
+    g.initializers.set('half', new Tensor('float32', [1], Float32Array.of(odd ? 0.7 : 0.5)));
+    const n = (name: string, opType: string, inputs: string[]) => g.nodes.push({ name, opType, domain: '', inputs, outputs: [name], attrs: {} });
+    n('d', 'Div', ['x', 'sqrt2']); n('e', 'Erf', ['d']);
+    n('a', 'Add', swap ? ['one', 'e'] : ['e', 'one']); n('m', 'Mul', swap ? ['a', 'x'] : ['x', 'a']); n('y', 'Mul', swap ? ['half', 'm'] : ['m', 'half']);
+    g.outputs.push({ name: 'y', dtype: 'float32' });
+    if (leak) g.outputs.push({ name: 'a', dtype: 'float32' });
+    return { graph: g, opsets: new Map([['', 13]]), irVersion: 8, producerName: 't', producerVersion: '0', metadata: new Map() };
+  };
+  const v = Float32Array.from({ length: 120 }, (_, i) => Math.sin(i * 0.37) * 4 + (i % 7) * 0.3);
+  v[3] = 0; v[4] = -0; v[5] = NaN; v[6] = Infinity; v[7] = -Infinity; v[8] = 1e-30;
+  const x = new Tensor('float32', [3, 40], v);
+  for (const backend of ['ref', 'auto'] as const) {
+    for (const [swap, leak, odd] of [[false, false, false], [true, false, false], [false, true, false], [true, false, true]] as const) {
+      const m = build(swap, leak, odd);
+      const s = Session.create(cloneModel(m), { backend });
+      const kinds = s.model.graph.nodes.map((nd) => nd.opType);
+      if (leak) assert.deepEqual(kinds, ['Div', 'Erf', 'Add', 'Mul', 'Mul']);
+      else assert.deepEqual(kinds, ['Gelu']);
+      // The same backend on the unfused graph: its Div, Erf, Add and Mul kernels give the same bits.
+      const plain = Session.create(cloneModel(m), { backend, optimize: false });
+      const a = s.runSync({ x })['y']!.data as Float32Array, b = plain.runSync({ x })['y']!.data as Float32Array;
+      for (let i = 0; i < b.length; i++) assert.ok(Object.is(a[i], b[i]), `${backend} swap ${swap} leak ${leak} odd ${odd} y[${i}] (x = ${v[i]}): ${a[i]} vs ${b[i]}`);
+    }
+  }
+});

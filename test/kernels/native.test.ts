@@ -169,6 +169,24 @@ test('Erf float32: native vs reference on every ISA (dense sweep of [-5, 5], tai
   });
 });
 
+test('q8.Gelu float32: native vs reference on every ISA (sweep of [-8, 8], ±0, ±Inf, NaN; BERT-sized)', { skip }, () => {
+  // The native erf is within 2.5e-7 of the reference (Erf test above); Gelu adds four float32 steps.
+  const sweep = Array.from({ length: 160001 }, (_, i) => -8 + i * 1e-4);
+  const v = [...sweep, 0, -0, 1e-30, -1e-30, 20, -20, Infinity, -Infinity, NaN];
+  const X = Tensor.from('float32', [v.length], v);
+  const attrs = { div: Math.fround(Math.SQRT2), add: 1, mul: 0.5 };
+  forEachIsa((isa) => {
+    const { got, want } = both(node('Gelu', 'q8', ['x'], attrs), [X], [false]);
+    const g = got.data as Float32Array, w = want.data as Float32Array, x = X.data as Float32Array;
+    for (let i = 0; i < v.length; i++) {
+      if (Number.isNaN(w[i]!)) { assert.ok(Number.isNaN(g[i]!), `${isa} gelu(${x[i]}) should be NaN`); continue; }
+      if (!Number.isFinite(w[i]!)) { assert.equal(g[i], w[i], `${isa} gelu(${x[i]})`); continue; }
+      // erf's error, scaled by x/2 and the rounding of the four steps after it
+      assert.ok(Math.abs(g[i]! - w[i]!) <= 3e-7 * Math.abs(x[i]!) + 2e-7 * Math.abs(w[i]!) + 1e-37, `${isa} gelu(${x[i]}): ${g[i]} vs ${w[i]}`);
+    }
+  });
+});
+
 type Entry = 'maxPoolF32' | 'binaryF32' | 'softmaxF32' | 'layerNormF32' | 'transpose32' | 'reluF32' | 'globalAvgF32';
 
 /**

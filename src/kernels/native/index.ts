@@ -17,6 +17,7 @@ import {
   rowsKernel, windowsNest, type ActCode,
 } from '../compile-helpers.js';
 import { findPackageFile } from '../package-file.js';
+import { Attrs } from '../../ops/attrs.js';
 import { broadcastPlan, type BroadcastPlan } from '../../ops/util/broadcast.js';
 import { sameShape, stridesOf } from '../../core/shape.js';
 import type { Kernel } from '../../ops/registry.js';
@@ -84,6 +85,8 @@ export interface NativeAddon {
   erfF32?(X: Float32Array, out: Float32Array): void;
   /** GlobalAveragePool: out[p] = mean of the `size` values of plane p (float64 sum in order). */
   globalAvgF32?(X: Float32Array, size: number, out: Float32Array): void;
+  /** q8.Gelu: out = (x * (erf(x / div) + add)) * mul in float32 steps (the native erf). */
+  geluF32?(X: Float32Array, div: number, add: number, mul: number, out: Float32Array): void;
   /** Index of the first NaN in X, or -1 (the input check of Model.run). */
   firstNaNF32?(X: Float32Array): number;
   /** A register-only loop of the int8 dot ('int8') or FMA ('f32') on the calling thread. */
@@ -226,6 +229,15 @@ function compileErf(args: CompileArgs): Kernel | null {
   return unaryF32(args, (X, out) => erf.call(n, X, out));
 }
 
+function compileGelu(args: CompileArgs): Kernel | null {
+  const n = addon!;
+  const gelu = n.geluF32;
+  if (!gelu) return null;  // an addon built before Gelu existed
+  const a = new Attrs(args.node.attrs);
+  const div = a.float('div', Math.SQRT2), add = a.float('add', 1), mul = a.float('mul', 0.5);
+  return unaryF32(args, (X, out) => gelu.call(n, X, div, add, mul, out));
+}
+
 /**
  * Add/Sub/Mul/Div, or q8.AddAct with Relu (act 1), on float32 operands with numpy broadcasting.
  * Other dtypes, and the legacy broadcast/axis attributes before opset 7, run the reference.
@@ -324,7 +336,7 @@ function compileAddAct(args: CompileArgs): Kernel | null {
 
 export const nativeKernels: readonly FastKernel[] = fastKernels(() => addon !== null, {
   Conv: compileConv, Gemm: compileGemm, MatMul: compileMatMul, Q8Gemm: compileQ8Gemm, Q8Conv: compileQ8Conv,
-  MaxPool: compileMaxPool, GlobalAveragePool: compileGlobalAveragePool, Relu: compileRelu, Erf: compileErf, AddAct: compileAddAct, Softmax: compileSoftmax, LayerNorm: compileLayerNorm, Transpose: compileTranspose,
+  MaxPool: compileMaxPool, GlobalAveragePool: compileGlobalAveragePool, Relu: compileRelu, Erf: compileErf, AddAct: compileAddAct, Softmax: compileSoftmax, LayerNorm: compileLayerNorm, Gelu: compileGelu, Transpose: compileTranspose,
   ...Object.fromEntries(Object.entries(BINARY_OPS).map(([op, code]) => [op, (a: CompileArgs) => compileBinary(a, code, 0)])),
 });
 
