@@ -1285,25 +1285,26 @@ static void maxpool_f32(const ConvGeom& G, int planes, const float* X, float* ou
 
 constexpr size_t kEwChunk = 16384;  // elements per task: big enough to amortize a task, L2-sized
 
-// A unary element-wise op over n values, kEwChunk per task, the tail masked.
-struct EwCtx { const float* x; size_t n; float* out; };
+// A unary element-wise op over n values, kEwChunk per task, the tail masked. op: F -> F (a
+// function or a lambda holding its constants).
+template <class Op> struct EwCtx { const float* x; size_t n; float* out; Op op; };
 
-template <F (*OP)(F)>
+template <class Op>
 static void unary_task(void* vc, int t, int) {
-  auto& c = *(EwCtx*)vc;
+  auto& c = *(EwCtx<Op>*)vc;
   size_t i0 = (size_t)t * kEwChunk, i1 = std::min(c.n, i0 + kEwChunk), i = i0;
-  for (; i + L <= i1; i += L) V::fstore(c.out + i, OP(V::fload(c.x + i)));
+  for (; i + L <= i1; i += L) V::fstore(c.out + i, c.op(V::fload(c.x + i)));
   if (i < i1) {
     M m = V::first((int)(i1 - i));
-    V::fstorem(c.out + i, OP(V::floadm(c.x + i, m)), m);
+    V::fstorem(c.out + i, c.op(V::floadm(c.x + i, m)), m);
   }
 }
 
 // cost: the run_tasks work estimate per value
-template <F (*OP)(F)>
-static void unary_run(const float* x, size_t n, float* out, double cost) {
-  EwCtx c{x, n, out};
-  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), unary_task<OP>, &c, (double)n * cost);
+template <class Op>
+static void unary_run(const float* x, size_t n, float* out, double cost, Op op) {
+  EwCtx<Op> c{x, n, out, op};
+  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), unary_task<Op>, &c, (double)n * cost);
 }
 
 template <int OP>
@@ -1405,25 +1406,14 @@ static inline F verf(F x) {
   return V::copysign(V::fmerge(large, V::lt(ax, V::fset(0.875f)), small), x);
 }
 
-static void erf_f32(const float* x, size_t n, float* out) { unary_run<verf>(x, n, out, 40); }
+static void erf_f32(const float* x, size_t n, float* out) { unary_run(x, n, out, 40, [](F v) { return verf(v); }); }
 
 // q8.Gelu: the five ops of the exported chain in one pass, each step rounded to float32 as the
 // separate kernels round it (Div, this Erf, Add, Mul, Mul), so the fused graph gives the same bits.
-struct GeluCtx { const float* x; size_t n; float div, add, mul; float* out; };
-static inline F vgelu(F x, F d, F a, F m) { return V::mul(V::mul(x, V::add(verf(V::div(x, d)), a)), m); }
-static void gelu_task(void* vc, int t, int) {
-  auto& c = *(GeluCtx*)vc;
-  const F d = V::fset(c.div), a = V::fset(c.add), m = V::fset(c.mul);
-  size_t i0 = (size_t)t * kEwChunk, i1 = std::min(c.n, i0 + kEwChunk), i = i0;
-  for (; i + L <= i1; i += L) V::fstore(c.out + i, vgelu(V::fload(c.x + i), d, a, m));
-  if (i < i1) {
-    M k = V::first((int)(i1 - i));
-    V::fstorem(c.out + i, vgelu(V::floadm(c.x + i, k), d, a, m), k);
-  }
-}
 static void gelu_f32(const float* x, size_t n, float div, float add, float mul, float* out) {
-  GeluCtx c{x, n, div, add, mul, out};
-  run_tasks((int)((n + kEwChunk - 1) / kEwChunk), gelu_task, &c, (double)n * 44);
+  unary_run(x, n, out, 44, [d = V::fset(div), a = V::fset(add), m = V::fset(mul)](F v) {
+    return V::mul(V::mul(v, V::add(verf(V::div(v, d)), a)), m);
+  });
 }
 
 struct LnCtx { const float* x; int rows, C, rpt; const float* g; const float* b; float eps; float* out; };
@@ -1536,7 +1526,7 @@ static void softmax_f32(const float* x, int rows, int cols, float* out) {
 // ONNX Relu: max(v, 0) = v > 0 ? v : 0, then NaN back in
 static inline F relu1(F v) { return V::fmerge(V::max(v, V::fzero()), V::isnan(v), v); }
 
-static void relu_f32(const float* x, size_t n, float* out) { unary_run<relu1>(x, n, out, 4); }
+static void relu_f32(const float* x, size_t n, float* out) { unary_run(x, n, out, 4, [](F v) { return relu1(v); }); }
 
 }  // namespace Q8_NS
 
