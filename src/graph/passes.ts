@@ -300,9 +300,12 @@ export function removeNoOps(model: Model): void {
  * takes the same float32 steps in one pass per row. Constant scalar eps, constant 1-D gamma and beta,
  * ReduceMean over axes [-1] with keepdims, and every intermediate read only inside the chain.
  */
-export function fuseLayerNorms(model: Model): void {
-  const g = model.graph;
-  if (opsetOf(model, '') >= 18) return;  // ReduceMean's axes became an input; not matched here
+/**
+ * What the chain fusions below match with: only(v, count), the `count` readers of v when v is not a
+ * graph output; one(v, op), v's sole reader when it is an ONNX `op` with one output; other(n, v),
+ * the operand of binary n beside v; cst(name), an initializer.
+ */
+function chainMatcher(g: Graph) {
   const readers = new Map<string, Node[]>();
   for (const n of g.nodes) for (const i of nodeReads(n)) { const l = readers.get(i) ?? []; l.push(n); readers.set(i, l); }
   const outputs = new Set(g.outputs.map((o) => o.name));
@@ -314,7 +317,15 @@ export function fuseLayerNorms(model: Model): void {
     const r = only(v);
     return r && r[0]!.domain === '' && r[0]!.opType === op && r[0]!.outputs.length === 1 ? r[0]! : null;
   };
+  const other = (n: Node, v: string) => (n.inputs[0] === v ? n.inputs[1] : n.inputs[0]);
   const cst = (name: string | undefined) => (name ? g.initializers.get(name) : undefined);
+  return { only, one, other, cst };
+}
+
+export function fuseLayerNorms(model: Model): void {
+  const g = model.graph;
+  if (opsetOf(model, '') >= 18) return;  // ReduceMean's axes became an input; not matched here
+  const { only, one, other, cst } = chainMatcher(g);
   const scalar = (name: string | undefined): number | undefined => {
     const t = cst(name);
     return t && (t.dtype === 'float32' || t.dtype === 'float64') && t.size === 1 ? t.num(0) : undefined;
@@ -324,7 +335,6 @@ export function fuseLayerNorms(model: Model): void {
     return n.domain === '' && n.opType === 'ReduceMean' && n.inputs.length === 1 && !!a && a.type === 'ints' && a.value.length === 1 && a.value[0] === -1 &&
       (!k || (k.type === 'int' && k.value === 1));
   };
-  const other = (n: Node, v: string) => (n.inputs[0] === v ? n.inputs[1] : n.inputs[0]);
   const removed = new Set<Node>();
   for (const mean of g.nodes) {
     if (!lastAxisMean(mean) || removed.has(mean)) continue;
@@ -373,19 +383,15 @@ export function fuseLayerNorms(model: Model): void {
  */
 export function fuseGelus(model: Model): void {
   const g = model.graph;
-  const readers = new Map<string, Node[]>();
-  for (const n of g.nodes) for (const i of nodeReads(n)) { const l = readers.get(i) ?? []; l.push(n); readers.set(i, l); }
-  const outputs = new Set(g.outputs.map((o) => o.name));
+  const { one, other, cst } = chainMatcher(g);
   const next = (v: string, op: string): Node | null => {
-    const r = readers.get(v) ?? [];
-    const n = r.length === 1 && !outputs.has(v) ? r[0]! : null;
-    return n && n.domain === '' && n.opType === op && n.inputs.length === (op === 'Erf' ? 1 : 2) && n.outputs.length === 1 ? n : null;
+    const n = one(v, op);
+    return n && n.inputs.length === (op === 'Erf' ? 1 : 2) ? n : null;
   };
   const scalar = (name: string | undefined): number | undefined => {
-    const t = name ? g.initializers.get(name) : undefined;
+    const t = cst(name);
     return t && t.dtype === 'float32' && t.size === 1 ? t.num(0) : undefined;
   };
-  const other = (n: Node, v: string) => (n.inputs[0] === v ? n.inputs[1] : n.inputs[1] === v ? n.inputs[0] : undefined);
   const removed = new Set<Node>();
   for (const div of g.nodes) {
     if (div.domain !== '' || div.opType !== 'Div' || div.inputs.length !== 2 || removed.has(div)) continue;
